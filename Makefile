@@ -1,0 +1,30 @@
+# Two commands set up a fresh machine: `make train` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TASK ?= walker-walk
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install train test lint format
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+train: install
+	$(PY) tdmpc2/train.py task=$(TASK) $(ARGS)
+
+test: install lint
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .

@@ -1,0 +1,218 @@
+"""TD-MPC2 agent: MPPI planning with a learned world model, and its update."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from tdmpc2.common.math import discount_for, gumbel_sample
+from tdmpc2.common.scale import RunningScale
+from tdmpc2.common.world_model import WorldModel
+
+
+class TDMPC2:
+    """Plans with MPPI over latent rollouts and learns the world model by TD and consistency."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.device = torch.device(cfg.device)
+        self.model = WorldModel(cfg).to(self.device)
+        encoder_params = list(self.model._encoder.parameters())
+        encoder_ids = {id(p) for p in encoder_params}
+        self.optim = torch.optim.Adam(
+            [
+                {"params": encoder_params, "lr": cfg.lr * cfg.enc_lr_scale},
+                {
+                    "params": [
+                        p
+                        for n, p in self.model.named_parameters()
+                        if id(p) not in encoder_ids and not n.startswith(("_pi.", "_target_Qs."))
+                    ]
+                },
+            ],
+            lr=cfg.lr,
+            capturable=self.device.type == "cuda",
+        )
+        self.pi_optim = torch.optim.Adam(
+            self.model._pi.parameters(), lr=cfg.lr, eps=1e-5, capturable=self.device.type == "cuda"
+        )
+        self.scale = RunningScale(cfg.tau).to(self.device)
+        self.discount = discount_for(
+            cfg.episode_length, cfg.discount_denom, cfg.discount_min, cfg.discount_max
+        )
+        self._prev_mean = torch.zeros(cfg.horizon, cfg.action_dim, device=self.device)
+        self._rho = cfg.rho ** torch.arange(cfg.horizon + 1, device=self.device, dtype=torch.float)
+        self.model.eval()
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def act(
+        self,
+        obs: torch.Tensor,
+        t0: bool = False,
+        eval_mode: bool = False,
+        task: int | None = None,
+    ) -> torch.Tensor:
+        """Action in [-1, 1] for one observation; `t0` marks the first step of an episode."""
+        obs = obs.to(self.device, non_blocking=True).unsqueeze(0)
+        if self.cfg.mpc:
+            return self._plan(obs, t0=t0, eval_mode=eval_mode, task=task).cpu()
+        mu, pi, _, _ = self.model.pi(self.model.encode(obs))
+        return (mu if eval_mode else pi)[0].cpu()
+
+    @torch.no_grad()
+    def _estimate_value(
+        self, z: torch.Tensor, actions: torch.Tensor, task: int | None = None
+    ) -> torch.Tensor:
+        """Discounted return of latent rollouts plus the policy's Q at the end: [N, 1]."""
+        G = torch.zeros(z.shape[0], 1, device=z.device)
+        discount = 1.0
+        for t in range(self.cfg.horizon):
+            reward = self.model.two_hot.decode(self.model.reward(z, actions[t]))
+            z = self.model.next(z, actions[t])
+            G = G + discount * reward
+            discount *= self.discount
+        action = self.model.pi(z)[1]
+        return G + discount * self.model.Q(z, action, return_type="avg")
+
+    @torch.no_grad()
+    def _plan(
+        self,
+        obs: torch.Tensor,
+        t0: bool = False,
+        eval_mode: bool = False,
+        task: int | None = None,
+    ) -> torch.Tensor:
+        """MPPI over action sequences, seeded with policy-prior rollouts; returns [action_dim]."""
+        cfg = self.cfg
+        z = self.model.encode(obs)
+        H, A, n_pi = cfg.horizon, cfg.action_dim, cfg.num_pi_trajs
+        actions = torch.empty(H, cfg.num_samples, A, device=self.device)
+        if n_pi > 0:
+            _z = z.expand(n_pi, -1)
+            for t in range(H):
+                actions[t, :n_pi] = self.model.pi(_z)[1]
+                if t < H - 1:
+                    _z = self.model.next(_z, actions[t, :n_pi])
+
+        z = z.expand(cfg.num_samples, -1)
+        mean = torch.zeros(H, A, device=self.device)
+        std = torch.full((H, A), float(cfg.max_std), device=self.device)
+        if not t0:
+            mean[:-1] = self._prev_mean[1:]
+        for _ in range(cfg.iterations):
+            noise = torch.randn(H, cfg.num_samples - n_pi, A, device=self.device)
+            actions[:, n_pi:] = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(-1, 1)
+            value = self._estimate_value(z, actions, task).nan_to_num(0).squeeze(1)
+            elite_value, elite_idxs = torch.topk(value, cfg.num_elites, sorted=False)
+            elite_actions = actions[:, elite_idxs]
+            score = torch.exp(cfg.temperature * (elite_value - elite_value.max()))
+            score = score / score.sum()
+            mean = torch.einsum("e,hea->ha", score, elite_actions)
+            var = torch.einsum("e,hea->ha", score, (elite_actions - mean.unsqueeze(1)).pow(2))
+            std = var.sqrt().clamp(cfg.min_std, cfg.max_std)
+
+        chosen = elite_actions[:, gumbel_sample(score)]
+        self._prev_mean.copy_(mean)
+        action = chosen[0]
+        if not eval_mode:
+            action = action + std[0] * torch.randn(A, device=self.device)
+        return action.clamp(-1, 1)
+
+    # ---------------------------------------------------------------- learning
+    @torch.no_grad()
+    def _td_target(
+        self, next_z: torch.Tensor, reward: torch.Tensor, terminated: torch.Tensor
+    ) -> torch.Tensor:
+        action = self.model.pi(next_z)[1]
+        q = self.model.Q(next_z, action, return_type="min", target=True)
+        return reward + self.discount * (1 - terminated) * q
+
+    def update_pi(self, zs: torch.Tensor) -> torch.Tensor:
+        """Policy prior step: maximise running-scaled Q plus entropy over all rolled-out latents."""
+        _, pis, log_pis, _ = self.model.pi(zs)
+        qs = self.model.Q(zs, pis, return_type="avg", detach=True)
+        self.scale.update(qs[0])
+        qs = self.scale(qs)
+        # Entropy scaled by the action dimension, as in the public TD-MPC2.
+        entropy = -log_pis * self.cfg.action_dim
+        per_step = (self.cfg.entropy_coef * entropy + qs).mean(dim=(1, 2))
+        pi_loss = -(per_step * self._rho[: len(per_step)]).mean()
+        pi_loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model._pi.parameters(), self.cfg.grad_clip_norm)
+        self.pi_optim.step()
+        self.pi_optim.zero_grad(set_to_none=True)
+        return pi_loss.detach()
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        """World-model losses on a batch of subsequences; also returns the rolled-out latents."""
+        cfg = self.cfg
+        obs, action = batch["obs"], batch["action"]
+        reward, terminated = batch["reward"], batch["terminated"]
+        with torch.no_grad():
+            next_z = self.model.encode(obs[1:])
+            td_targets = self._td_target(next_z, reward, terminated)
+
+        z = self.model.encode(obs[0])
+        zs = [z]
+        for t in range(cfg.horizon):
+            z = self.model.next(z, action[t])
+            zs.append(z)
+        zs = torch.stack(zs)
+        rho = self._rho[: cfg.horizon]
+
+        consistency = (F.mse_loss(zs[1:], next_z, reduction="none").mean(dim=(1, 2)) * rho).mean()
+        two_hot = self.model.two_hot
+        reward_ce = two_hot.cross_entropy(self.model.reward(zs[:-1], action), reward)
+        reward_loss = (reward_ce.mean(dim=(1, 2)) * rho).mean()
+        qs = self.model.Q(zs[:-1], action, return_type="all")
+        value_ce = two_hot.cross_entropy(qs, td_targets.unsqueeze(0).expand(cfg.num_q, -1, -1, -1))
+        value_loss = (value_ce.mean(dim=(0, 2, 3)) * rho).mean()
+        total = (
+            cfg.consistency_coef * consistency
+            + cfg.reward_coef * reward_loss
+            + cfg.value_coef * value_loss
+        )
+        parts = {"consistency_loss": consistency, "reward_loss": reward_loss, "value_loss": value_loss}
+        return total, parts, zs
+
+    def update(self, buffer) -> dict[str, torch.Tensor]:
+        """One gradient step on the world model and one on the policy prior.
+
+        Returns 0-dim tensors (no host sync here): the caller converts them when it logs.
+        """
+        batch = buffer.sample()
+        self.model.train()
+        total, parts, zs = self.losses(batch)
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.optim.param_groups[0]["params"] + self.optim.param_groups[1]["params"],
+            self.cfg.grad_clip_norm,
+        )
+        self.optim.step()
+        self.optim.zero_grad(set_to_none=True)
+        pi_loss = self.update_pi(zs.detach())
+        self.model.soft_update_target_Q(self.cfg.tau)
+        self.model.eval()
+        metrics = {k: v.detach() for k, v in parts.items()}
+        metrics.update(total_loss=total.detach(), pi_loss=pi_loss, grad_norm=grad_norm)
+        metrics["pi_scale"] = self.scale.value
+        return metrics
+
+    # ------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optim": self.optim.state_dict(),
+            "pi_optim": self.pi_optim.state_dict(),
+            "scale": self.scale.state_dict(),
+            "prev_mean": self._prev_mean.clone(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optim.load_state_dict(state["optim"])
+        self.pi_optim.load_state_dict(state["pi_optim"])
+        self.scale.load_state_dict(state["scale"])
+        self._prev_mean.copy_(state["prev_mean"])

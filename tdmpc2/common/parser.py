@@ -1,0 +1,107 @@
+"""Turns the composed Hydra config into the run config: presets, model size, device, run dir."""
+
+from __future__ import annotations
+
+import difflib
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+PRESET_DIR = Path(__file__).resolve().parents[1] / "configs" / "task"
+
+MODEL_SIZE = {  # widths of the public TD-MPC2 model sizes (millions of parameters)
+    1: {"enc_dim": 256, "mlp_dim": 384, "latent_dim": 128, "num_enc_layers": 2, "num_q": 2},
+    5: {"enc_dim": 256, "mlp_dim": 512, "latent_dim": 512, "num_enc_layers": 2, "num_q": 5},
+    19: {"enc_dim": 1024, "mlp_dim": 1024, "latent_dim": 768, "num_enc_layers": 3, "num_q": 5},
+    48: {"enc_dim": 1792, "mlp_dim": 1792, "latent_dim": 768, "num_enc_layers": 4, "num_q": 5},
+    317: {"enc_dim": 4096, "mlp_dim": 4096, "latent_dim": 1376, "num_enc_layers": 5, "num_q": 8},
+}
+
+
+class ConfigError(ValueError):
+    """A bad setting, reported as one line before any work starts."""
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def apply_preset(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """Expands `task=<preset>` into the preset's keys; command-line overrides still win."""
+    path = PRESET_DIR / f"{cfg.task}.yaml"
+    if not path.is_file():
+        if "_" in str(cfg.task) and "-" not in str(cfg.task):
+            close = difflib.get_close_matches(str(cfg.task), presets(), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(
+                f"Unknown preset '{cfg.task}'{hint}. Presets: {', '.join(presets()) or 'none'}"
+            )
+        return cfg
+    preset = OmegaConf.load(path)
+    missing = [k for k in preset if k not in cfg]
+    if missing:
+        raise ConfigError(f"preset {path.name} sets unknown keys: {', '.join(map(str, missing))}")
+    cfg = OmegaConf.merge(cfg, preset)
+    cli = [o for o in overrides if "=" in o and not o.lstrip("+~").startswith("task=")]
+    return OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in cli]))
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} asked for, but CUDA is not available (use device=auto)")
+    return name
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def parse_cfg(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
+    """Validates and completes the config; every mistake becomes a ConfigError."""
+    cfg = apply_preset(cfg, overrides or [])
+    OmegaConf.set_struct(cfg, False)
+    _check(cfg.model_size in MODEL_SIZE, f"model_size must be one of {sorted(MODEL_SIZE)}")
+    for key, value in MODEL_SIZE[cfg.model_size].items():
+        if OmegaConf.is_missing(cfg, key):
+            cfg[key] = value
+    _check(int(cfg.steps) > 0, f"steps must be > 0, got {cfg.steps}")
+    _check(int(cfg.batch_size) > 0, f"batch_size must be > 0, got {cfg.batch_size}")
+    _check(int(cfg.horizon) >= 1, f"horizon must be >= 1, got {cfg.horizon}")
+    _check(int(cfg.eval_freq) > 0, f"eval_freq must be > 0, got {cfg.eval_freq}")
+    _check(cfg.latent_dim % cfg.simnorm_dim == 0, "latent_dim must be a multiple of simnorm_dim")
+    _check(cfg.num_q >= 2, f"num_q must be >= 2 (two heads are drawn), got {cfg.num_q}")
+    _check(
+        0 <= cfg.num_pi_trajs < cfg.num_samples,
+        f"num_pi_trajs ({cfg.num_pi_trajs}) must be below num_samples ({cfg.num_samples})",
+    )
+    _check(
+        0 < cfg.num_elites <= cfg.num_samples,
+        f"num_elites ({cfg.num_elites}) must be in [1, num_samples={cfg.num_samples}]",
+    )
+    cfg.device = resolve_device(str(cfg.device))
+    if cfg.threads is not None:
+        _check(int(cfg.threads) >= 1, f"threads must be >= 1, got {cfg.threads}")
+        torch.set_num_threads(int(cfg.threads))
+    return cfg
+
+
+def make_run_dir(cfg: DictConfig) -> Path:
+    """Creates the run directory (work_dir, or a fresh folder under logs/)."""
+    if cfg.work_dir:
+        run_dir = Path(str(cfg.work_dir)).expanduser()
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path("logs") / str(cfg.task) / str(cfg.exp_name) / f"seed{cfg.seed}-{stamp}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write_test"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"run directory {run_dir} is not writable: {err.strerror}") from err
+    return run_dir.resolve()

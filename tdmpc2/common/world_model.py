@@ -1,0 +1,97 @@
+"""The TD-MPC2 implicit world model: encoder, latent dynamics, reward, policy prior, Q ensemble."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from tdmpc2.common import layers
+from tdmpc2.common.math import TwoHot, gaussian_logprob, squash
+
+
+class WorldModel(nn.Module):
+    """All learned components; planning and training live in `tdmpc2.agent.TDMPC2`."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        super().__init__()
+        obs_dim = cfg.obs_shape["state"][0]
+        latent, act, mlp_dim = cfg.latent_dim, cfg.action_dim, cfg.mlp_dim
+        self.action_dim = act
+        self._encoder = layers.mlp(
+            obs_dim,
+            max(cfg.num_enc_layers - 1, 1) * [cfg.enc_dim],
+            latent,
+            act=layers.SimNorm(cfg.simnorm_dim),
+        )
+        self._dynamics = layers.mlp(
+            latent + act, 2 * [mlp_dim], latent, act=layers.SimNorm(cfg.simnorm_dim)
+        )
+        self._reward = layers.mlp(latent + act, 2 * [mlp_dim], cfg.num_bins)
+        self._pi = layers.mlp(latent, 2 * [mlp_dim], 2 * act)
+        self._Qs = layers.QEnsemble(cfg.num_q, latent + act, mlp_dim, cfg.num_bins, cfg.dropout)
+        self.apply(layers.init_weights)
+        # Zero-initialised output layers start reward and value predictions at exactly 0.
+        nn.init.zeros_(self._reward[-1].weight)
+        nn.init.zeros_(self._Qs.weights[-1])
+        self._target_Qs = copy.deepcopy(self._Qs).requires_grad_(False)
+        self.two_hot = TwoHot(cfg.num_bins, cfg.vmin, cfg.vmax)
+        self.log_std_min = float(cfg.log_std_min)
+        self.log_std_dif = float(cfg.log_std_max - cfg.log_std_min)
+
+    def train(self, mode: bool = True) -> WorldModel:
+        super().train(mode)
+        self._target_Qs.train(False)
+        return self
+
+    @torch.no_grad()
+    def soft_update_target_Q(self, tau: float) -> None:
+        """Polyak averaging of the target critics."""
+        torch._foreach_lerp_(list(self._target_Qs.parameters()), list(self._Qs.parameters()), tau)
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        return self._encoder(obs)
+
+    def next(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self._dynamics(torch.cat([z, a], dim=-1))
+
+    def reward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Reward logits over the two-hot bins."""
+        return self._reward(torch.cat([z, a], dim=-1))
+
+    def pi(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Samples the tanh-Gaussian policy prior: (mean, action, log-prob, log-std)."""
+        mu, log_std = self._pi(z).chunk(2, dim=-1)
+        log_std = self.log_std_min + 0.5 * self.log_std_dif * (torch.tanh(log_std) + 1)
+        eps = torch.randn_like(mu)
+        log_pi = gaussian_logprob(eps, log_std)
+        mu, action, log_pi = squash(mu, mu + eps * log_std.exp(), log_pi)
+        return mu, action, log_pi, log_std
+
+    def Q(
+        self,
+        z: torch.Tensor,
+        a: torch.Tensor,
+        return_type: str = "min",
+        target: bool = False,
+        detach: bool = False,
+    ) -> torch.Tensor:
+        """Q-values.
+
+        `all` returns the logits of every head [num_q, ..., num_bins]. `min` and `avg`
+        evaluate only two randomly chosen heads and return [..., 1]: the same
+        distribution of results as evaluating all heads and then picking two.
+        """
+        qnet = self._target_Qs if target else self._Qs
+        x = torch.cat([z, a], dim=-1)
+        if return_type == "all":
+            return qnet(x, detach=detach)
+        heads = torch.randperm(qnet.num_q, device=z.device)[:2]
+        q = self.two_hot.decode(qnet(x, heads=heads, detach=detach))
+        if return_type == "min":
+            return torch.minimum(q[0], q[1])
+        if return_type == "avg":
+            return 0.5 * (q[0] + q[1])
+        raise ValueError(f"unknown return_type {return_type!r} (expected all, min or avg)")

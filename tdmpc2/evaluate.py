@@ -1,0 +1,61 @@
+"""Evaluate a saved agent: `python tdmpc2/evaluate.py task=walker-walk checkpoint=RUN_DIR`.
+
+`checkpoint` is a checkpoint file or a run directory; `save_video=true` writes an MP4
+of the first episode into the run directory (a warning, not a crash, without a renderer).
+The checkpoint's own config is used, so model sizes and Director settings need not be
+repeated; `eval_episodes`, `seed`, `save_video` and `device` may be overridden.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from tdmpc2.common import checkpoint  # noqa: E402
+from tdmpc2.common.parser import ConfigError, apply_preset  # noqa: E402
+from tdmpc2.train import build, cli_overrides  # noqa: E402
+
+EVAL_KEYS = ("eval_episodes", "seed", "save_video", "device", "threads")
+
+
+def evaluate(cfg: DictConfig, overrides: list[str]) -> dict[str, float]:
+    if not cfg.checkpoint:
+        raise ConfigError("checkpoint=PATH is required (a checkpoint file or a run directory)")
+    path = checkpoint.resolve_path(cfg.checkpoint)
+    payload = checkpoint.load(path)
+    task = apply_preset(cfg, overrides).task
+    saved = OmegaConf.create(payload["cfg"])
+    if saved.task != task:
+        raise checkpoint.CheckpointError(f"{path}: trained on task {saved.task}, not {task}")
+    for key in EVAL_KEYS:
+        saved[key] = cfg[key]
+    saved.work_dir = str(path.parent / "eval")
+    saved.checkpoint = str(path)
+    trainer = build(saved, [], with_buffer=False)
+    checkpoint.load(path, trainer.cfg)  # shapes and sizes must fit the rebuilt model
+    trainer.load_state_dict(payload)
+    results = trainer.eval(video=cfg.save_video)
+    trainer.logger.log({"step": payload["step"], **results}, "eval")
+    trainer.logger.finish()
+    return results
+
+
+@hydra.main(config_path=".", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        evaluate(cfg, cli_overrides())
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()

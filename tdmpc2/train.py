@@ -1,0 +1,99 @@
+"""Train a TD-MPC2 agent: `python tdmpc2/train.py task=walker-walk steps=100000`.
+
+Any config key can be overridden (see tdmpc2/config.yaml); `task` also accepts a
+preset from tdmpc2/configs/task/. Sweeps: add `-m seed=1,2,3 hydra/launcher=submitit_local`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python tdmpc2/train.py`: make `import tdmpc2` work
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from tdmpc2.agent import TDMPC2  # noqa: E402
+from tdmpc2.common.buffer import Buffer  # noqa: E402
+from tdmpc2.common.checkpoint import CheckpointError  # noqa: E402
+from tdmpc2.common.logger import Logger  # noqa: E402
+from tdmpc2.common.parser import ConfigError, make_run_dir, parse_cfg  # noqa: E402
+from tdmpc2.common.seed import set_seed  # noqa: E402
+from tdmpc2.envs import make_env  # noqa: E402
+from tdmpc2.trainer.base import Trainer  # noqa: E402
+from tdmpc2.trainer.offline_trainer import OfflineTrainer  # noqa: E402
+from tdmpc2.trainer.online_trainer import OnlineTrainer  # noqa: E402
+
+
+def trainer_class(cfg: DictConfig) -> type[Trainer]:
+    """Multitask or a data_dir -> offline; otherwise online."""
+    if cfg.multitask or cfg.data_dir:
+        return OfflineTrainer
+    if cfg.trainer != "online":
+        raise ConfigError(f"unknown trainer '{cfg.trainer}' (expected: online)")
+    return OnlineTrainer
+
+
+def replay_buffer(cfg: DictConfig, cls: type[Trainer]) -> Buffer:
+    """The offline trainer reads a saved buffer; online ones start an empty one."""
+    if cls is OfflineTrainer:
+        path = Path(str(cfg.data_dir)).expanduser()
+        path = path / "buffer.pt" if path.is_dir() else path
+        if not path.is_file():
+            raise ConfigError(f"data_dir: no replay file at {path} (save one with save_buffer=true)")
+        return Buffer.load(path, device=cfg.device, horizon=cfg.horizon, batch_size=cfg.batch_size)
+    slots = cfg.steps + cfg.steps // cfg.episode_length + 2  # an episode of L steps uses L+1 slots
+    return Buffer(
+        capacity=min(int(cfg.buffer_size), slots),
+        obs_shape=tuple(cfg.obs_shape["state"]),
+        action_dim=cfg.action_dim,
+        horizon=cfg.horizon,
+        batch_size=cfg.batch_size,
+        device=cfg.device,
+        seed=cfg.seed,
+    )
+
+
+def build(cfg: DictConfig, overrides: list[str], with_buffer: bool = True) -> Trainer:
+    """Config -> environment, agent, buffer, logger and the trainer that runs them."""
+    cfg = parse_cfg(cfg, overrides)
+    set_seed(cfg.seed)
+    env = make_env(cfg)
+    cls = trainer_class(cfg)
+    if OmegaConf.is_missing(cfg, "seed_steps"):
+        cfg.seed_steps = max(1000, 5 * cfg.episode_length)
+    buffer = replay_buffer(cfg, cls) if with_buffer else None
+    run_dir = make_run_dir(cfg)
+    cfg.run_dir = str(run_dir)
+    OmegaConf.save(cfg, run_dir / "config.yaml")
+    return cls(cfg, env, TDMPC2(cfg), buffer, Logger(cfg, run_dir))
+
+
+def cli_overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+@hydra.main(config_path=".", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        trainer = build(cfg, cli_overrides())
+    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    c = trainer.cfg
+    trainer.logger.write(
+        f"{type(trainer).__name__} | task {c.task} | model_size {c.model_size} "
+        f"({sum(p.numel() for p in trainer.agent.model.parameters() if p.requires_grad):,} "
+        f"parameters) | steps {c.steps:,} | device {c.device}\nrun directory: {c.run_dir}"
+    )
+    trainer.train()
+    trainer.logger.finish()
+
+
+if __name__ == "__main__":
+    main()

@@ -37,8 +37,15 @@ class Trainer:
     def train(self) -> None:
         raise NotImplementedError
 
+    @property
+    def seeding(self) -> bool:
+        """True while training acts randomly to fill the buffer."""
+        return self._step < int(self.cfg.seed_steps)
+
     def act(self, obs: torch.Tensor, t: int, eval_mode: bool) -> torch.Tensor:
-        """The acting policy; the hierarchical trainer overrides it to add goals."""
+        """The acting policy at step `t` of an episode; random while seeding."""
+        if not eval_mode and self.seeding:
+            return self.env.rand_act()
         return self.agent.act(obs, t0=t == 0, eval_mode=eval_mode)
 
     def eval(self, episodes: int | None = None, video: bool = False) -> dict[str, float]:

@@ -72,10 +72,7 @@ class OnlineTrainer(Trainer):
                 self._evaluate()
                 next_eval = self._step + cfg.eval_freq
                 started = time.time()
-            if self._step < seed_steps:
-                action = self.env.rand_act()
-            else:
-                action = self.act(obs, t, eval_mode=False)
+            action = self.act(obs, t, eval_mode=False)
             obs, reward, done, info = self.env.step(action)
             episode["obs"].append(obs)
             episode["action"].append(action)

@@ -17,12 +17,12 @@ if __package__ in (None, ""):
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+import hydra
+from omegaconf import DictConfig, OmegaConf
 
-from tdmpc2.common import checkpoint  # noqa: E402
-from tdmpc2.common.parser import ConfigError, apply_preset  # noqa: E402
-from tdmpc2.train import build, cli_overrides  # noqa: E402
+from tdmpc2.common import checkpoint
+from tdmpc2.common.parser import ConfigError, apply_preset
+from tdmpc2.train import build, cli_overrides
 
 EVAL_KEYS = ("eval_episodes", "seed", "save_video", "device", "threads")
 

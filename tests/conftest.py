@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from tdmpc2.common.parser import parse_cfg
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; training never needs it
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = str(ROOT / "tdmpc2")

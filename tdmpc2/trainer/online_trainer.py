@@ -64,14 +64,15 @@ class OnlineTrainer(Trainer):
         sums: dict[str, torch.Tensor] = {}
         n_updates, next_eval, self._last_eval = 0, self._step, -1
         self._pretrained = self._step > seed_steps
-        obs, episode = self._new_episode()
-        started = time.time()
+        episode: dict[str, list] | None = None
         while self._step < cfg.steps:
-            t = len(episode["action"])
-            if t == 0 and self._step >= next_eval:
-                self._evaluate()
-                next_eval = self._step + cfg.eval_freq
+            if episode is None:
+                if self._step >= next_eval:
+                    self._evaluate()
+                    next_eval = self._step + cfg.eval_freq
+                obs, episode = self._new_episode()
                 started = time.time()
+            t = len(episode["action"])
             action = self.act(obs, t, eval_mode=False)
             obs, reward, done, info = self.env.step(action)
             episode["obs"].append(obs)
@@ -87,8 +88,7 @@ class OnlineTrainer(Trainer):
                 means = {k: float(v) / n_updates for k, v in sums.items()} if n_updates else {}
                 self.logger.log({**metrics, **means}, "train")
                 sums, n_updates = {}, 0
-                obs, episode = self._new_episode()
-                started = time.time()
+                episode = None
 
             if self._step >= seed_steps and len(self.buffer) > 0:
                 pretrain = not self._pretrained
@@ -101,7 +101,7 @@ class OnlineTrainer(Trainer):
             if cfg.save_freq and self._step % cfg.save_freq == 0:
                 self.save_checkpoint()
         bar.close()
-        if episode["action"]:
+        if episode and episode["action"]:
             self._close_episode(episode, started)  # a partial last episode still feeds replay
         if self._last_eval != self._step:
             self._evaluate()

@@ -174,7 +174,11 @@ class TDMPC2:
             + cfg.reward_coef * reward_loss
             + cfg.value_coef * value_loss
         )
-        parts = {"consistency_loss": consistency, "reward_loss": reward_loss, "value_loss": value_loss}
+        parts = {
+            "consistency_loss": consistency,
+            "reward_loss": reward_loss,
+            "value_loss": value_loss,
+        }
         return total, parts, zs
 
     def update(self, buffer) -> dict[str, torch.Tensor]:

@@ -15,20 +15,20 @@ if __package__ in (None, ""):  # `python tdmpc2/train.py`: make `import tdmpc2` 
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import hydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 
-from tdmpc2.agent import TDMPC2  # noqa: E402
-from tdmpc2.common.buffer import Buffer  # noqa: E402
-from tdmpc2.common.checkpoint import CheckpointError  # noqa: E402
-from tdmpc2.common.logger import Logger  # noqa: E402
-from tdmpc2.common.parser import ConfigError, make_run_dir, parse_cfg  # noqa: E402
-from tdmpc2.common.seed import set_seed  # noqa: E402
-from tdmpc2.envs import make_env  # noqa: E402
-from tdmpc2.trainer.base import Trainer  # noqa: E402
-from tdmpc2.trainer.offline_trainer import OfflineTrainer  # noqa: E402
-from tdmpc2.trainer.online_trainer import OnlineTrainer  # noqa: E402
+from tdmpc2.agent import TDMPC2
+from tdmpc2.common.buffer import Buffer
+from tdmpc2.common.checkpoint import CheckpointError
+from tdmpc2.common.logger import Logger
+from tdmpc2.common.parser import ConfigError, make_run_dir, parse_cfg
+from tdmpc2.common.seed import set_seed
+from tdmpc2.envs import make_env
+from tdmpc2.trainer.base import Trainer
+from tdmpc2.trainer.offline_trainer import OfflineTrainer
+from tdmpc2.trainer.online_trainer import OnlineTrainer
 
 
 def trainer_class(cfg: DictConfig) -> type[Trainer]:
@@ -46,7 +46,9 @@ def replay_buffer(cfg: DictConfig, cls: type[Trainer]) -> Buffer:
         path = Path(str(cfg.data_dir)).expanduser()
         path = path / "buffer.pt" if path.is_dir() else path
         if not path.is_file():
-            raise ConfigError(f"data_dir: no replay file at {path} (save one with save_buffer=true)")
+            raise ConfigError(
+                f"data_dir: no replay file at {path} (save one with save_buffer=true)"
+            )
         return Buffer.load(path, device=cfg.device, horizon=cfg.horizon, batch_size=cfg.batch_size)
     slots = cfg.steps + cfg.steps // cfg.episode_length + 2  # an episode of L steps uses L+1 slots
     return Buffer(

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
+from tdmpc2.common.goal_vae import goal_reward
 from tdmpc2.common.math import discount_for, gumbel_sample
 from tdmpc2.common.scale import RunningScale
 from tdmpc2.common.world_model import WorldModel
@@ -53,24 +54,39 @@ class TDMPC2:
         t0: bool = False,
         eval_mode: bool = False,
         task: int | None = None,
+        goal: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Action in [-1, 1] for one observation; `t0` marks the first step of an episode."""
+        """Action in [-1, 1] for one observation; `t0` marks the first step of an episode.
+
+        With a `goal` latent the planner also rewards approaching it (Director's worker).
+        """
         obs = obs.to(self.device, non_blocking=True).unsqueeze(0)
         if self.cfg.mpc:
-            return self._plan(obs, t0=t0, eval_mode=eval_mode, task=task).cpu()
+            return self._plan(obs, t0=t0, eval_mode=eval_mode, task=task, goal=goal).cpu()
         mu, pi, _, _ = self.model.pi(self.model.encode(obs))
         return (mu if eval_mode else pi)[0].cpu()
 
     @torch.no_grad()
     def _estimate_value(
-        self, z: torch.Tensor, actions: torch.Tensor, task: int | None = None
+        self,
+        z: torch.Tensor,
+        actions: torch.Tensor,
+        task: int | None = None,
+        goal: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Discounted return of latent rollouts plus the policy's Q at the end: [N, 1]."""
+        """Discounted return of latent rollouts plus the policy's Q at the end: [N, 1].
+
+        A `goal` adds `goal_coef * goal_reward(z', goal)` for each imagined next latent z'.
+        """
         G = torch.zeros(z.shape[0], 1, device=z.device)
         discount = 1.0
         for t in range(self.cfg.horizon):
             reward = self.model.two_hot.decode(self.model.reward(z, actions[t]))
             z = self.model.next(z, actions[t])
+            if goal is not None:
+                reward = reward + self.cfg.worker.goal_coef * goal_reward(
+                    z, goal, self.cfg.worker.goal_reward
+                )
             G = G + discount * reward
             discount *= self.discount
         action = self.model.pi(z)[1]
@@ -83,6 +99,7 @@ class TDMPC2:
         t0: bool = False,
         eval_mode: bool = False,
         task: int | None = None,
+        goal: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """MPPI over action sequences, seeded with policy-prior rollouts; returns [action_dim]."""
         cfg = self.cfg
@@ -104,7 +121,7 @@ class TDMPC2:
         for _ in range(cfg.iterations):
             noise = torch.randn(H, cfg.num_samples - n_pi, A, device=self.device)
             actions[:, n_pi:] = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(-1, 1)
-            value = self._estimate_value(z, actions, task).nan_to_num(0).squeeze(1)
+            value = self._estimate_value(z, actions, task, goal).nan_to_num(0).squeeze(1)
             elite_value, elite_idxs = torch.topk(value, cfg.num_elites, sorted=False)
             elite_actions = actions[:, elite_idxs]
             score = torch.exp(cfg.temperature * (elite_value - elite_value.max()))

@@ -49,7 +49,7 @@ def evaluate(cfg: DictConfig, overrides: list[str]) -> dict[str, float]:
     return results
 
 
-@hydra.main(config_path=".", config_name="config", version_base="1.3")
+@hydra.main(config_path=None, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg, cli_overrides())

@@ -23,20 +23,25 @@ from tdmpc2.agent import TDMPC2
 from tdmpc2.common.buffer import Buffer
 from tdmpc2.common.checkpoint import CheckpointError
 from tdmpc2.common.logger import Logger
-from tdmpc2.common.parser import ConfigError, make_run_dir, parse_cfg
+from tdmpc2.common.parser import ConfigError, make_run_dir, parse_cfg, register_configs
 from tdmpc2.common.seed import set_seed
 from tdmpc2.envs import make_env
 from tdmpc2.trainer.base import Trainer
+from tdmpc2.trainer.director_trainer import DirectorTrainer
 from tdmpc2.trainer.offline_trainer import OfflineTrainer
 from tdmpc2.trainer.online_trainer import OnlineTrainer
 
+register_configs()
+
 
 def trainer_class(cfg: DictConfig) -> type[Trainer]:
-    """Multitask or a data_dir -> offline; otherwise online."""
+    """Multitask or a data_dir -> offline; `trainer: director` -> hierarchy; else online."""
     if cfg.multitask or cfg.data_dir:
         return OfflineTrainer
+    if cfg.trainer == "director":
+        return DirectorTrainer
     if cfg.trainer != "online":
-        raise ConfigError(f"unknown trainer '{cfg.trainer}' (expected: online)")
+        raise ConfigError(f"unknown trainer '{cfg.trainer}' (expected: online or director)")
     return OnlineTrainer
 
 
@@ -81,7 +86,7 @@ def cli_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-@hydra.main(config_path=".", config_name="config", version_base="1.3")
+@hydra.main(config_path=None, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
         trainer = build(cfg, cli_overrides())

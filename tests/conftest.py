@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize
 from omegaconf import DictConfig
 
-from tdmpc2.common.parser import parse_cfg
+from tdmpc2.common.parser import parse_cfg, register_configs
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; training never needs it
+register_configs()
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = str(ROOT / "tdmpc2")
 
 # A model small enough for unit tests to run in milliseconds.
 TINY = [
@@ -32,11 +32,15 @@ TINY = [
 ]
 
 
+def compose_cfg(overrides: list[str]) -> DictConfig:
+    """The config exactly as `python tdmpc2/train.py <overrides>` composes it."""
+    with initialize(config_path=None, version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
 def make_cfg(overrides: list[str], obs_dim: int = 5, action_dim: int = 3) -> DictConfig:
     """Composed and parsed config with the environment fields filled in by hand."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    cfg = parse_cfg(cfg, overrides)
+    cfg = parse_cfg(compose_cfg(overrides), overrides)
     cfg.obs_shape = {"state": [obs_dim]}
     cfg.action_dim = action_dim
     cfg.episode_length = 100

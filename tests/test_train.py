@@ -8,10 +8,9 @@ import subprocess
 import sys
 
 import torch
-from hydra import compose, initialize_config_dir
 
 from tdmpc2.train import build
-from tests.conftest import CONFIG_DIR, ROOT, TINY
+from tests.conftest import ROOT, TINY, compose_cfg
 
 ENV = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
 
@@ -25,11 +24,6 @@ def run(args: list[str]) -> subprocess.CompletedProcess:
 def read_csv(path) -> list[dict]:
     with open(path) as f:
         return list(csv.DictReader(f))
-
-
-def compose_cfg(overrides: list[str]):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("config", overrides=overrides)
 
 
 def test_walker_run_writes_logs_and_checkpoint_that_evaluate_loads(tmp_path):

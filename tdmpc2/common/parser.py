@@ -7,9 +7,11 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-PRESET_DIR = Path(__file__).resolve().parents[1] / "configs" / "task"
+CONFIG_DIR = Path(__file__).resolve().parents[1]
+PRESET_DIR = CONFIG_DIR / "configs" / "task"
 
 MODEL_SIZE = {  # widths of the public TD-MPC2 model sizes (millions of parameters)
     1: {"enc_dim": 256, "mlp_dim": 384, "latent_dim": 128, "num_enc_layers": 2, "num_q": 2},
@@ -18,6 +20,20 @@ MODEL_SIZE = {  # widths of the public TD-MPC2 model sizes (millions of paramete
     48: {"enc_dim": 1792, "mlp_dim": 1792, "latent_dim": 768, "num_enc_layers": 4, "num_q": 5},
     317: {"enc_dim": 4096, "mlp_dim": 4096, "latent_dim": 1376, "num_enc_layers": 5, "num_q": 8},
 }
+
+
+def register_configs() -> None:
+    """Hands config.yaml (and the Director config when present) to Hydra's ConfigStore.
+
+    Pointed at the tdmpc2/ folder, Hydra would take its sub-packages (trainer/, envs/)
+    for config groups, and `trainer=director` would fail as a group override.
+    """
+    store = ConfigStore.instance()
+    store.store(name="config", node=OmegaConf.load(CONFIG_DIR / "config.yaml"))
+    director = CONFIG_DIR / "configs" / "director.yaml"
+    if director.is_file():
+        node = OmegaConf.load(director)
+        store.store(group="configs", name="director", node=node, package="_global_")
 
 
 class ConfigError(ValueError):

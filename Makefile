@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-TASK ?= walker-walk
+TASK ?= director_walker_walk
 ARGS ?=
 PYTEST_ARGS ?=
 

@@ -1,53 +1,58 @@
-"""Environment construction by task name."""
+"""Environments by task name: DeepMind Control, Gymnasium (`gym-<Id>`) and `toy-reach`.
+
+`make_env(cfg)` builds the task's environment and writes the shapes the agent needs into
+`cfg`; every environment follows the contract of `wrappers.TensorWrapper`.
+"""
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
+from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
 
-from tdmpc2.envs.wrappers.tensor import TensorEnv
+from tdmpc2.envs import dmcontrol, gymnasium, toy
+from tdmpc2.envs.wrappers import TensorWrapper, TimeLimit
 
-TOY_TASKS = ("toy-reach",)
-
-
-def known_tasks() -> list[str]:
-    from tdmpc2.envs import dmcontrol, gymnasium
-
-    return sorted([*dmcontrol.task_table(), *gymnasium.known_tasks(), *TOY_TASKS])
+# Listed when a task is unknown; raw suite names and any registered gym id also work.
+KNOWN_TASKS: tuple[str, ...] = tuple(sorted({*dmcontrol.TASKS, *gymnasium.TASKS, *toy.TASKS}))
 
 
-def _unknown(task: str) -> ValueError:
-    names = known_tasks()
-    close = difflib.get_close_matches(task, names, n=1)
+def _builder(task: str) -> Callable[[str, int], TimeLimit]:
+    """The module that builds `task`; unknown names fail here, before any simulator loads."""
+    if task in toy.TASKS:
+        return toy.make
+    if gymnasium.is_task(task):
+        return gymnasium.make
+    if dmcontrol.resolve(task) is not None:
+        return dmcontrol.make
+    close = difflib.get_close_matches(task, KNOWN_TASKS, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return ValueError(f"Unknown task '{task}'{hint}. Known tasks: {', '.join(names)}")
+    raise ValueError(f"Unknown task '{task}'{hint}. Known tasks: {', '.join(KNOWN_TASKS)}")
 
 
-def make_env(cfg: DictConfig) -> TensorEnv:
-    """Builds the task's environment; records obs_shape, action_dim, episode_length in `cfg`."""
-    from tdmpc2.envs import dmcontrol, gymnasium
+def _is_unset(cfg: Any, key: str) -> bool:
+    try:
+        return getattr(cfg, key, None) is None
+    except MissingMandatoryValue:  # `???` in the config
+        return True
 
+
+def make_env(cfg: Any) -> TensorWrapper:
+    """Builds `cfg.task` seeded with `cfg.seed` and records its shapes in `cfg`.
+
+    Sets `obs_shape`, `action_dim` and `episode_length`, and `seed_steps` unless it was
+    given explicitly (an override on the command line wins over the default).
+    """
     task, seed = str(cfg.task), int(cfg.seed)
-    if task == "toy-reach":
-        from tdmpc2.envs.toy import ToyReach
-
-        raw, length = ToyReach(seed), ToyReach.episode_length
-    elif task.startswith(gymnasium.PREFIX):
-        import gymnasium as gym
-
-        env_id = task[len(gymnasium.PREFIX) :]
-        if env_id not in gym.registry:
-            raise _unknown(task)
-        raw = gymnasium.Gymnasium(env_id, seed)
-        length = raw.max_episode_steps
-    else:
-        table = dmcontrol.task_table()
-        if task not in table:
-            raise _unknown(task)
-        raw, length = dmcontrol.DMControl(*table[task], seed), dmcontrol.EPISODE_LENGTH
-    env = TensorEnv(raw, length, seed)
-    cfg.obs_shape = {"state": list(env.observation_space.shape)}
+    env = TensorWrapper(_builder(task)(task, seed), seed)
+    cfg.obs_shape = {"state": tuple(env.observation_space.shape)}
     cfg.action_dim = int(env.action_space.shape[0])
-    cfg.episode_length = length
+    cfg.episode_length = int(env.max_episode_steps)
+    if _is_unset(cfg, "seed_steps"):
+        cfg.seed_steps = max(1000, 5 * cfg.episode_length)
     return env
+
+
+__all__ = ["KNOWN_TASKS", "make_env"]

@@ -1,29 +1,71 @@
-"""DeepMind Control Suite tasks with flattened state observations and action repeat."""
+"""DeepMind Control Suite tasks by `domain-task` name, with flattened state observations.
+
+The names are those of the public TD-MPC2: underscores in the task part become hyphens
+and two domains have short names (`cup-catch`, `pointmass-easy`); the raw suite names
+(`ball_in_cup-catch`, `cartpole-swingup_sparse`) are accepted too. The task list is
+written out so that names resolve, and unknown ones fail, without importing dm_control
+(which loads MuJoCo and probes for an OpenGL backend); a test checks it against
+`dm_control.suite.ALL_TASKS`.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from gymnasium import spaces
 
+from tdmpc2.envs.wrappers import ActionRepeat, NumpyEnv, Step, TimeLimit
+from tdmpc2.envs.wrappers.render import mujoco_render_guard
+
 ACTION_REPEAT = 2
-EPISODE_LENGTH = 500  # agent steps: 1000 simulator steps at action repeat 2
-# Short domain names used by the public TD-MPC2 (cup-catch, pointmass-easy).
-ALIASES = {"ball_in_cup": "cup", "point_mass": "pointmass"}
+EPISODE_LENGTH = 500  # agent steps: the suite's 1000 simulator steps at action repeat 2
+SHORT_DOMAINS = {"cup": "ball_in_cup", "pointmass": "point_mass"}
+SUITE_TASKS: dict[str, tuple[str, ...]] = {
+    "acrobot": ("swingup", "swingup_sparse"),
+    "ball_in_cup": ("catch",),
+    "cartpole": (
+        "balance",
+        "balance_sparse",
+        "swingup",
+        "swingup_sparse",
+        "two_poles",
+        "three_poles",
+    ),
+    "cheetah": ("run",),
+    "dog": ("stand", "walk", "trot", "run", "fetch"),
+    "finger": ("spin", "turn_easy", "turn_hard"),
+    "fish": ("upright", "swim"),
+    "hopper": ("stand", "hop"),
+    "humanoid": ("stand", "walk", "run", "run_pure_state"),
+    "humanoid_CMU": ("stand", "walk", "run"),
+    "lqr": ("lqr_2_1", "lqr_6_2"),
+    "manipulator": ("bring_ball", "bring_peg", "insert_ball", "insert_peg"),
+    "pendulum": ("swingup",),
+    "point_mass": ("easy", "hard"),
+    "quadruped": ("walk", "run", "escape", "fetch"),
+    "reacher": ("easy", "hard"),
+    "stacker": ("stack_2", "stack_4"),
+    "swimmer": ("swimmer6", "swimmer15"),
+    "walker": ("stand", "walk", "run"),
+}
+_SHORT_NAME = {domain: short for short, domain in SHORT_DOMAINS.items()}
+TASKS: tuple[str, ...] = tuple(
+    sorted(
+        f"{_SHORT_NAME.get(domain, domain)}-{task.replace('_', '-')}"
+        for domain, tasks in SUITE_TASKS.items()
+        for task in tasks
+    )
+)
 
 
-def task_table() -> dict[str, tuple[str, str]]:
-    """Every suite task by `domain-task` name (hyphens in the task part), aliases included."""
-    from dm_control import suite
-
-    table = {}
-    for domain, task in suite.ALL_TASKS:
-        for name in {domain, ALIASES.get(domain, domain)}:
-            table[f"{name}-{task.replace('_', '-')}"] = (domain, task)
-    return table
+def resolve(name: str) -> tuple[str, str] | None:
+    """The suite's (domain, task) for a task name, or None if it is not a suite task."""
+    domain, _, task = name.partition("-")
+    domain, task = SHORT_DOMAINS.get(domain, domain), task.replace("-", "_")
+    return (domain, task) if task in SUITE_TASKS.get(domain, ()) else None
 
 
 class DMControl:
-    """A suite task; each step repeats the action and sums the rewards."""
+    """One suite task as a `NumpyEnv`: all observation entries flattened, in order."""
 
     def __init__(self, domain: str, task: str, seed: int) -> None:
         from dm_control import suite
@@ -43,16 +85,23 @@ class DMControl:
     def reset(self) -> np.ndarray:
         return self._flatten(self._env.reset().observation)
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, dict]:
-        action = self._low + (np.clip(action, -1, 1) + 1) / 2 * (self._high - self._low)
-        reward, terminated = 0.0, False
-        for _ in range(ACTION_REPEAT):
-            ts = self._env.step(action)
-            reward += ts.reward or 0.0
-            if ts.last():
-                terminated = ts.discount == 0
-                break
-        return self._flatten(ts.observation), reward, terminated, {}
+    def step(self, action: np.ndarray) -> Step:
+        action = self._low + (np.clip(action, -1.0, 1.0) + 1.0) / 2.0 * (self._high - self._low)
+        ts = self._env.step(action)
+        # The suite ends every episode with last(); discount 0 marks a true terminal state.
+        terminated = ts.last() and ts.discount == 0
+        truncated = ts.last() and not terminated
+        return self._flatten(ts.observation), float(ts.reward), terminated, truncated, {}
 
     def render(self, width: int = 384, height: int = 384) -> np.ndarray:
-        return self._env.physics.render(height, width, camera_id=self._camera)
+        with mujoco_render_guard():
+            return self._env.physics.render(height, width, camera_id=self._camera)
+
+
+def make(name: str, seed: int) -> TimeLimit:
+    """The task with action repeat 2 and 500 agent steps per episode."""
+    domain_task = resolve(name)
+    if domain_task is None:
+        raise ValueError(f"'{name}' is not a DeepMind Control Suite task")
+    env: NumpyEnv = ActionRepeat(DMControl(*domain_task, seed), ACTION_REPEAT)
+    return TimeLimit(env, EPISODE_LENGTH)

@@ -1,10 +1,10 @@
-"""Replay buffer of whole episodes in preallocated tensors.
+"""Replay buffer of whole episodes in preallocated CPU tensors.
 
 An episode of L steps takes L+1 consecutive slots of a ring: slot k holds obs_k and,
 for k < L, the action, reward and termination flag of the step obs_k -> obs_{k+1}.
-Each slot also records its episode id and its index inside the episode, so a start
-slot is valid when the H following slots hold the same episode's transitions; the
-check is two lookups, which keeps sampling independent of the capacity.
+Every slot also records its episode id and its position inside that episode, so
+checking that a start slot begins a valid H-step subsequence takes two lookups and
+sampling cost does not grow with the capacity.
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ import os
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 
 FORMAT_VERSION = 1
-MAX_REDRAWS = 100
+MAX_REDRAWS = 20  # then fall back to one exact scan of the valid starts
+STORAGE = ("obs", "action", "reward", "terminated", "episode", "index", "has_step")
 
 
 class Buffer:
-    """Uniform sampling of `horizon+1`-long subsequences that never cross an episode."""
+    """Uniform sampling of (H+1)-slot subsequences that never cross an episode boundary."""
 
     def __init__(
         self,
@@ -31,8 +33,10 @@ class Buffer:
         device: torch.device | str = "cpu",
         seed: int | None = None,
     ) -> None:
+        if int(horizon) < 1 or int(capacity) < int(horizon) + 1:
+            raise ValueError(f"capacity {capacity} cannot hold a horizon of {horizon} steps")
         self.capacity = int(capacity)
-        self.obs_shape = tuple(obs_shape)
+        self.obs_shape = tuple(int(d) for d in obs_shape)
         self.action_dim = int(action_dim)
         self.horizon = int(horizon)
         self.batch_size = int(batch_size)
@@ -41,65 +45,112 @@ class Buffer:
         self._action = torch.zeros(self.capacity, self.action_dim)
         self._reward = torch.zeros(self.capacity)
         self._terminated = torch.zeros(self.capacity)
-        self._episode = torch.full((self.capacity,), -1, dtype=torch.long)
-        self._length = torch.zeros(self.capacity, dtype=torch.long)  # length of the slot's episode
-        self._index = torch.zeros(self.capacity, dtype=torch.long)  # position inside the episode
+        self._episode = torch.full((self.capacity,), -1, dtype=torch.long)  # -1 = empty
+        self._index = torch.zeros(self.capacity, dtype=torch.long)  # position in its episode
+        self._has_step = torch.zeros(self.capacity, dtype=torch.bool)  # slot starts a step
         self._ptr = 0
-        self._filled = 0  # slots written so far; the ring fills from slot 0 up
+        self._filled = 0  # the ring fills slots 0, 1, ... before it wraps
         self.num_episodes = 0
+        self.num_transitions = 0
         self._generator = torch.Generator()
-        if seed is not None:
+        if seed is None:
+            self._generator.seed()
+        else:
             self._generator.manual_seed(int(seed))
 
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> Buffer:
+        return cls(
+            capacity=cfg.buffer_size,
+            obs_shape=tuple(cfg.obs_shape["state"]),
+            action_dim=cfg.action_dim,
+            horizon=cfg.horizon,
+            batch_size=cfg.batch_size,
+            device=cfg.device,
+            seed=cfg.seed,
+        )
+
     def __len__(self) -> int:
-        """Number of stored transitions (slots that start a step)."""
-        filled = self._episode >= 0
-        return int((filled & (self._index < self._length)).sum())
+        return self.num_transitions
 
     def add(self, episode: dict[str, torch.Tensor]) -> None:
-        """Appends an episode: obs [L+1, ...], action [L, A], reward [L], terminated [L]."""
+        """Appends an episode (obs [L+1, ...], action [L, A], reward [L], terminated [L]),
+        overwriting the oldest slots once the ring is full."""
         steps = episode["action"].shape[0]
+        if steps < 1:
+            raise ValueError("an episode needs at least one step")
         if steps + 1 > self.capacity:
-            raise ValueError(f"episode of {steps} steps does not fit a buffer of {self.capacity}")
-        if episode["obs"].shape[0] != steps + 1:
-            raise ValueError("an episode needs one more observation than actions")
+            raise ValueError(
+                f"an episode of {steps} steps needs {steps + 1} slots; capacity is {self.capacity}"
+            )
+        expected = {
+            "obs": (steps + 1, *self.obs_shape),
+            "action": (steps, self.action_dim),
+            "reward": (steps,),
+            "terminated": (steps,),
+        }
+        for key, shape in expected.items():
+            if tuple(episode[key].shape) != shape:
+                raise ValueError(
+                    f"episode[{key!r}] has shape {tuple(episode[key].shape)}, expected {shape}"
+                )
         slots = (self._ptr + torch.arange(steps + 1)) % self.capacity
-        self._obs[slots] = episode["obs"].float().cpu()
-        self._action[slots[:-1]] = episode["action"].float().cpu()
-        self._reward[slots[:-1]] = episode["reward"].float().cpu().flatten()
-        self._terminated[slots[:-1]] = episode["terminated"].float().cpu().flatten()
-        self._action[slots[-1]] = 0
-        self._reward[slots[-1]] = 0
-        self._terminated[slots[-1]] = 0
-        self._episode[slots] = self.num_episodes
-        self._length[slots] = steps
+        self.num_transitions -= int(self._has_step[slots].sum())  # overwritten steps
+        self._obs[slots] = episode["obs"].detach().float().cpu()
+        self._action[slots[:-1]] = episode["action"].detach().float().cpu()
+        self._reward[slots[:-1]] = episode["reward"].detach().float().cpu()
+        self._terminated[slots[:-1]] = episode["terminated"].detach().float().cpu()
+        last = slots[-1]
+        for stored in (self._action, self._reward, self._terminated):  # no step leaves it
+            stored[last] = 0.0
+        self._episode[slots] = self.num_episodes  # ids are unique: a running counter
         self._index[slots] = torch.arange(steps + 1)
-        self._ptr = int((self._ptr + steps + 1) % self.capacity)
+        self._has_step[slots] = True
+        self._has_step[last] = False
+        self._ptr = int(slots[-1] + 1) % self.capacity
         self._filled = min(self._filled + steps + 1, self.capacity)
         self.num_episodes += 1
+        self.num_transitions += steps
 
     def _valid(self, start: torch.Tensor) -> torch.Tensor:
+        """Whether slots start..start+H hold one episode's obs_t..obs_{t+H}.
+
+        Equal ids alone are not enough: when an episode fills almost the whole ring,
+        start+H can wrap past its last obs back onto its (older) first slots. The
+        position inside the episode must have advanced by exactly H, which also keeps
+        the episode's last obs from starting a step.
+        """
         end = (start + self.horizon) % self.capacity
         same = (self._episode[start] >= 0) & (self._episode[start] == self._episode[end])
-        # Equal ids at both ends mean one contiguous episode, unless it was partly
-        # overwritten in between: then the index would not have advanced by H.
         return same & (self._index[end] - self._index[start] == self.horizon)
 
-    def sample(self, batch_size: int | None = None) -> dict[str, torch.Tensor]:
-        """obs [H+1, B, ...], action [H, B, A], reward [H, B, 1], terminated [H, B, 1]."""
-        n = batch_size or self.batch_size
-        filled = max(self._filled, 1)
-        start = torch.randint(filled, (n,), generator=self._generator)
+    def _draw_starts(self, n: int) -> torch.Tensor:
+        """Rejection sampling among filled slots, redrawing only the rejected ones."""
+        no_data = RuntimeError(
+            f"buffer holds no subsequence of length H+1 = {self.horizon + 1} yet "
+            f"({self.num_episodes} episodes, {self.num_transitions} transitions stored)"
+        )
+        if self.num_transitions < self.horizon:
+            raise no_data
+        start = torch.randint(self._filled, (n,), generator=self._generator)
         for _ in range(MAX_REDRAWS):
             bad = ~self._valid(start)
             if not bad.any():
-                break
-            start[bad] = torch.randint(filled, (int(bad.sum()),), generator=self._generator)
-        else:
-            raise RuntimeError(
-                f"buffer holds no subsequence of length {self.horizon + 1} yet "
-                f"({self.num_episodes} episodes stored)"
-            )
+                return start
+            start[bad] = torch.randint(self._filled, (int(bad.sum()),), generator=self._generator)
+        # Few valid starts (e.g. mostly short episodes): draw the rest from an exact list.
+        bad = ~self._valid(start)
+        candidates = torch.arange(self._filled)
+        candidates = candidates[self._valid(candidates)]
+        if len(candidates) == 0:
+            raise no_data
+        pick = torch.randint(len(candidates), (int(bad.sum()),), generator=self._generator)
+        start[bad] = candidates[pick]
+        return start
+
+    def sample(self, batch_size: int | None = None) -> dict[str, torch.Tensor]:
+        """obs [H+1, B, ...], action [H, B, A], reward [H, B, 1], terminated [H, B, 1]."""
+        start = self._draw_starts(batch_size or self.batch_size)
         idx = (start.unsqueeze(0) + torch.arange(self.horizon + 1).unsqueeze(1)) % self.capacity
         step = idx[:-1]
         batch = {
@@ -108,40 +159,50 @@ class Buffer:
             "reward": self._reward[step].unsqueeze(-1),
             "terminated": self._terminated[step].unsqueeze(-1),
         }
-        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        return {k: v.to(self.device) for k, v in batch.items()}
 
     # ------------------------------------------------------------ persistence
     def state_dict(self) -> dict:
+        """Everything needed to resume sampling exactly; a checkpoint can embed it."""
         return {
             "format_version": FORMAT_VERSION,
             "capacity": self.capacity,
-            "obs_shape": self.obs_shape,
+            "obs_shape": list(self.obs_shape),
             "action_dim": self.action_dim,
-            "obs": self._obs,
-            "action": self._action,
-            "reward": self._reward,
-            "terminated": self._terminated,
-            "episode": self._episode,
-            "length": self._length,
-            "index": self._index,
+            "horizon": self.horizon,
+            "batch_size": self.batch_size,
+            **{name: getattr(self, f"_{name}") for name in STORAGE},
             "ptr": self._ptr,
             "filled": self._filled,
             "num_episodes": self.num_episodes,
+            "num_transitions": self.num_transitions,
             "generator": self._generator.get_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Copies a state_dict in; capacity, obs_shape and action_dim must match."""
+        if state.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"replay buffer format version {state.get('format_version')}, "
+                f"expected {FORMAT_VERSION}"
+            )
         for key in ("capacity", "obs_shape", "action_dim"):
             saved = tuple(state[key]) if key == "obs_shape" else state[key]
             if saved != getattr(self, key):
                 raise ValueError(
-                    f"replay buffer {key} is {saved} in the file, {getattr(self, key)} here"
+                    f"replay buffer {key} is {saved} in the state, {getattr(self, key)} here"
                 )
-        self._obs, self._action = state["obs"], state["action"]
-        self._reward, self._terminated = state["reward"], state["terminated"]
-        self._episode, self._length, self._index = state["episode"], state["length"], state["index"]
-        self._ptr, self.num_episodes = state["ptr"], state["num_episodes"]
-        self._filled = state["filled"]
+        for name in STORAGE:
+            current, saved = getattr(self, f"_{name}"), state[name]
+            if saved.shape != current.shape or saved.dtype != current.dtype:
+                raise ValueError(
+                    f"replay buffer {name}: {saved.dtype} {tuple(saved.shape)}, "
+                    f"expected {current.dtype} {tuple(current.shape)}"
+                )
+            current.copy_(saved)
+        self._ptr, self._filled = int(state["ptr"]), int(state["filled"])
+        self.num_episodes = int(state["num_episodes"])
+        self.num_transitions = int(state["num_transitions"])
         self._generator.set_state(state["generator"])
 
     def save(self, path: str | Path) -> None:
@@ -159,23 +220,23 @@ class Buffer:
         horizon: int | None = None,
         batch_size: int | None = None,
     ) -> Buffer:
+        """A saved buffer; horizon and batch_size default to the saved ones."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"replay buffer not found: {path}")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-            version = state["format_version"]
-        except Exception as err:
-            raise ValueError(f"{path}: not a replay buffer file ({type(err).__name__})") from err
-        if version != FORMAT_VERSION:
-            raise ValueError(f"{path}: replay format {version}, expected {FORMAT_VERSION}")
-        buffer = cls(
-            state["capacity"],
-            state["obs_shape"],
-            state["action_dim"],
-            horizon or 3,
-            batch_size or 256,
-            device,
-        )
-        buffer.load_state_dict(state)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            buffer = cls(
+                state["capacity"],
+                state["obs_shape"],
+                state["action_dim"],
+                horizon or state["horizon"],
+                batch_size or state["batch_size"],
+                device,
+            )
+            buffer.load_state_dict(state)
+        except Exception as err:  # unpickling, missing keys, wrong shapes, ...
+            raise ValueError(
+                f"{path}: not a replay buffer file ({type(err).__name__}: {err})"
+            ) from err
         return buffer

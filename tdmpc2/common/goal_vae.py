@@ -1,11 +1,13 @@
-"""Discrete Goal-VAE: latent states <-> `n_latents x n_classes` one-hot goal codes.
+"""Discrete Goal-VAE: world-model latents <-> `n_latents x n_classes` one-hot goal codes.
 
-The Manager acts in this small discrete code space instead of the continuous latent
-space; decoding a code gives a goal latent that the Worker (the planner) pursues.
+The Manager chooses among this small discrete set of codes instead of acting in the
+continuous latent space; decoding a code gives a goal latent on the same SimNorm
+simplices as z, which the Worker (the planner) is rewarded for reaching.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -13,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tdmpc2.common.layers import SimNorm, mlp
+
+GOAL_REWARDS = ("l2", "cosine_max")
 
 
 def goal_reward(z: torch.Tensor, goal: torch.Tensor, kind: str = "l2") -> torch.Tensor:
@@ -30,22 +34,30 @@ def goal_reward(z: torch.Tensor, goal: torch.Tensor, kind: str = "l2") -> torch.
     raise ValueError(f"unknown goal reward '{kind}' (expected one of {', '.join(GOAL_REWARDS)})")
 
 
-GOAL_REWARDS = ("l2", "cosine_max")
-
-
-def _check(ok: bool, message: str) -> None:
+def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
 
 
-def one_hot_straight_through(logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
-    """One-hot of the argmax in the forward pass, gradients of `soft` in the backward pass."""
-    hard = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(soft.dtype)
-    return hard + soft - soft.detach()
+def _straight_through(index: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+    """Exact one-hot of `index` in the forward pass, the gradient of `soft` in the backward.
+
+    `soft - soft.detach()` is exactly zero, so the forward values are exactly 0 or 1.
+    """
+    hard = F.one_hot(index, soft.shape[-1]).to(soft.dtype)
+    return hard + (soft - soft.detach())
+
+
+def _entropy(probs: torch.Tensor) -> torch.Tensor:
+    return -(probs * probs.clamp_min(1e-12).log()).sum(-1)
 
 
 class GoalVAE(nn.Module):
-    """Encoder to code logits, Gumbel-softmax codes, decoder back to a SimNorm latent."""
+    """Encoder to categorical code logits, Gumbel-softmax codes, decoder back to a latent.
+
+    Create it with the right `device`: the optimiser is built in __init__ and `.to()`
+    afterwards would leave its state on the old device.
+    """
 
     def __init__(
         self,
@@ -62,11 +74,21 @@ class GoalVAE(nn.Module):
         device: torch.device | str = "cpu",
     ) -> None:
         super().__init__()
-        _check(n_latents >= 1, f"goal_vae.n_latents must be >= 1, got {n_latents}")
-        _check(n_classes >= 2, f"goal_vae.n_classes must be >= 2, got {n_classes}")
-        _check(0 < temp_min <= temp_start, "goal_vae needs 0 < temp_min <= temp_start")
-        _check(anneal_steps >= 1, f"goal_vae.anneal_steps must be >= 1, got {anneal_steps}")
-        _check(kl_weight >= 0, f"goal_vae.kl_weight must be >= 0, got {kl_weight}")
+        _require(n_latents >= 1, f"goal_vae.n_latents must be >= 1, got {n_latents}")
+        _require(n_classes >= 2, f"goal_vae.n_classes must be >= 2, got {n_classes}")
+        _require(temp_start > 0, f"goal_vae.temp_start must be > 0, got {temp_start}")
+        _require(temp_min > 0, f"goal_vae.temp_min must be > 0, got {temp_min}")
+        _require(
+            temp_min <= temp_start,
+            f"goal_vae.temp_min must be <= goal_vae.temp_start, got {temp_min} > {temp_start}",
+        )
+        _require(anneal_steps >= 1, f"goal_vae.anneal_steps must be >= 1, got {anneal_steps}")
+        _require(kl_weight >= 0, f"goal_vae.kl_weight must be >= 0, got {kl_weight}")
+        _require(lr > 0, f"goal_vae.lr must be > 0, got {lr}")
+        _require(
+            latent_dim % simnorm_dim == 0,
+            f"latent_dim ({latent_dim}) must be a multiple of simnorm_dim ({simnorm_dim})",
+        )
         self.n_latents, self.n_classes = n_latents, n_classes
         self.kl_weight = kl_weight
         self.temp_start, self.temp_min, self.anneal_steps = temp_start, temp_min, anneal_steps
@@ -82,49 +104,69 @@ class GoalVAE(nn.Module):
         return next(self.parameters()).device
 
     def temperature(self, step: int) -> float:
-        """Exponential anneal from temp_start to temp_min over anneal_steps, then constant.
+        """Gumbel-softmax temperature: exponential anneal, then held at temp_min.
 
-        temperature(step) = temp_start * (temp_min / temp_start) ** (step / anneal_steps)
+        max(temp_min, temp_start * (temp_min / temp_start) ** (step / anneal_steps)): temp_start
+        at step 0, their geometric mean at anneal_steps / 2, temp_min from anneal_steps on.
+        Warm samples early give smooth gradients; cold ones later match the one-hot codes.
         """
-        frac = min(step / self.anneal_steps, 1.0)
-        return max(self.temp_min, self.temp_start * (self.temp_min / self.temp_start) ** frac)
+        ratio = self.temp_min / self.temp_start
+        return max(self.temp_min, self.temp_start * ratio ** (step / self.anneal_steps))
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Code logits [..., n_latents, n_classes]."""
         return self.encoder(z).unflatten(-1, (self.n_latents, self.n_classes))
 
     def encode(self, z: torch.Tensor, step: int = 0, sample: bool = True) -> torch.Tensor:
-        """One-hot codes [..., n_latents, n_classes] with straight-through gradients."""
+        """One-hot codes [..., n_latents, n_classes] with straight-through gradients.
+
+        sample=True draws a Gumbel-softmax sample at temperature(step) and takes its argmax;
+        sample=False takes the argmax of the logits (gradients from the softmax probabilities).
+        """
         logits = self.logits(z)
         if sample:
             soft = F.gumbel_softmax(logits, tau=self.temperature(step), hard=False, dim=-1)
-            return one_hot_straight_through(soft, soft)
-        return one_hot_straight_through(logits, logits.softmax(-1))
+        else:
+            soft = logits.softmax(-1)
+        return _straight_through(soft.argmax(-1), soft)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Goal latent [..., latent_dim] on the SimNorm simplices, like z."""
         return self.decoder(codes.flatten(-2))
 
     def sample_code(
         self, batch_shape: tuple[int, ...] = (), generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Uniformly random one-hot codes (used while the Manager cannot act yet)."""
-        idx = torch.randint(
-            self.n_classes, (*batch_shape, self.n_latents), generator=generator, device=self.device
+        """Uniformly random one-hot codes [*batch_shape, n_latents, n_classes].
+
+        Used before the Manager acts; `generator` must live on the module's device.
+        """
+        index = torch.randint(
+            self.n_classes,
+            (*batch_shape, self.n_latents),
+            generator=generator,
+            device=self.device,
         )
-        return F.one_hot(idx, self.n_classes).float()
+        return F.one_hot(index, self.n_classes).float()
 
     def loss(self, z: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        """Reconstruction error plus KL of the code distribution against uniform."""
+        """Reconstruction plus kl_weight * KL of the batch's code usage against uniform.
+
+        The reconstruction error is summed over latent features (Director's Gaussian
+        log-likelihood up to constants), so its weight against the KL does not shrink
+        with latent_dim. The KL is taken on the code usage averaged over the batch: it
+        spreads the batch over all classes, so uniformly sampled codes decode to
+        realistic goals. A per-state KL to uniform would instead price every nat a code
+        carries about z, and at kl_weight ~1 it collapses the encoder to uniform logits
+        and the decoder to the mean latent on SimNorm latents.
+        """
         z = z.detach()
         logits = self.logits(z)
         soft = F.gumbel_softmax(logits, tau=self.temperature(step), hard=False, dim=-1)
-        # Squared error summed over latent features (mean over the batch), so the KL term's
-        # weight does not depend on latent_dim.
-        recon = (self.decode(one_hot_straight_through(soft, soft)) - z).pow(2).sum(-1).mean()
-        # KL of the batch's average code distribution against uniform: it spreads usage over
-        # all classes without pushing each state's own code towards noise (which, per
-        # sample, collapses the encoder to uniform logits and the decoder to the mean).
+        goal = self.decode(_straight_through(soft.argmax(-1), soft))
+        recon = (goal - z).pow(2).sum(-1).mean()
         usage = logits.softmax(-1).reshape(-1, self.n_latents, self.n_classes).mean(0)
-        kl = (usage * (usage.clamp_min(1e-12).log() + math.log(self.n_classes))).sum()
+        kl = (math.log(self.n_classes) - _entropy(usage)).sum()
         total = recon + self.kl_weight * kl
         return total, {
             "goal_vae/total_loss": total.item(),
@@ -134,27 +176,36 @@ class GoalVAE(nn.Module):
         }
 
     def update(self, z: torch.Tensor, step: int) -> dict[str, float]:
+        """One Adam step on a batch of latents; returns the loss metrics."""
         total, metrics = self.loss(z, step)
         self.optim.zero_grad(set_to_none=True)
         total.backward()
-        torch.nn.utils.clip_grad_norm_(self.parameters(), 20.0)
+        nn.utils.clip_grad_norm_(self.parameters(), 20.0)
         self.optim.step()
         return metrics
 
     @torch.no_grad()
     def recon_error(self, z: torch.Tensor) -> torch.Tensor:
-        """Per-sample squared error of the greedy reconstruction: high for rarely seen states."""
+        """Squared error [...] of the greedy reconstruction, summed over features like the loss.
+
+        High for states the VAE has rarely seen: the Manager's exploration bonus.
+        """
         return (self.decode(self.encode(z, sample=False)) - z).pow(2).sum(-1)
 
     @staticmethod
     def perplexity(codes: torch.Tensor) -> float:
-        """exp(entropy) of code usage per slot, averaged: how many classes are in use."""
-        usage = codes.detach().reshape(-1, *codes.shape[-2:]).float().mean(0)
-        entropy = -(usage * usage.clamp_min(1e-12).log()).sum(-1)
-        return float(entropy.exp().mean())
+        """exp(entropy) of the class usage of each slot, averaged over slots.
+
+        The effective number of classes in use: 1 when every code is the same, n_classes
+        when all classes are used equally.
+        """
+        usage = codes.detach().float().reshape(-1, *codes.shape[-2:]).mean(0)
+        return _entropy(usage).exp().mean().item()
 
     def optim_state_dict(self) -> dict:
+        """The optimiser state, which `state_dict()` leaves out."""
         return self.optim.state_dict()
 
     def load_optim_state_dict(self, state: dict) -> None:
-        self.optim.load_state_dict(state)
+        """Loads a copy: torch's loader would otherwise share (and step) the given tensors."""
+        self.optim.load_state_dict(copy.deepcopy(state))

@@ -1,33 +1,31 @@
-"""Run logging: console lines, CSV files, a progress bar, optional Weights & Biases."""
+"""Run logging: CSV files, console lines beside a progress bar, optional Weights & Biases."""
 
 from __future__ import annotations
 
 import csv
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-# Console columns, in order, with their display format; other metrics go to the CSV only.
+# Console columns in order: metric -> (label, format). Everything goes to the CSV.
 HEADLINE = {
     "step": ("step", "{:,.0f}"),
-    "episode": ("ep", "{:,.0f}"),
+    "episode": ("episode", "{:,.0f}"),
     "episode_reward": ("return", "{:.1f}"),
     "episode_success": ("success", "{:.2f}"),
-    "steps_per_s": ("steps/s", "{:.2f}"),
-    "total_loss": ("loss", "{:.3f}"),
-    "worker/total_loss": ("loss", "{:.3f}"),
-    "manager/return": ("mgr return", "{:.2f}"),
-    "goal/perplexity": ("codes", "{:.1f}"),
-    "elapsed_time": ("time", "{:.0f}s"),
+    "steps_per_s": ("steps/s", "{:.1f}"),
+    "elapsed_time": ("time", "{:,.0f}s"),
+    "total_time": ("total", "{:,.0f}s"),
 }
+MAX_EXTRA = 3  # rows with at most this many other metrics show them too
+CONSOLE = ("train", "eval")
 
 
 class Logger:
-    """Writes every metric to `run_dir/<category>.csv`, headline ones to the console."""
+    """Every metric to `run_dir/<category>.csv`; headline ones to the console."""
 
     def __init__(self, cfg: DictConfig, run_dir: str | Path) -> None:
         self.cfg = cfg
@@ -37,65 +35,78 @@ class Logger:
         self._bar: tqdm | None = None
         self._wandb = self._init_wandb() if cfg.get("enable_wandb", False) else None
 
+    def write(self, line: str) -> None:
+        """Prints a line without breaking the progress bar."""
+        tqdm.write(line)
+
+    def _warn(self, message: str) -> None:
+        self.write(f"warning: {message}")
+
+    # ------------------------------------------------------------ W&B
     def _init_wandb(self):
+        """A wandb run, or None: W&B problems never stop training."""
         try:
             import wandb
         except ImportError:
-            self.write("warning: enable_wandb=true but wandb is not installed; logging locally")
+            self._warn("enable_wandb=true but wandb is not installed; logging locally only")
             return None
-        mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
+        try:
+            logged_in = bool(os.environ.get("WANDB_API_KEY") or wandb.api.api_key)
+        except Exception:
+            logged_in = False
         try:
             return wandb.init(
                 project=self.cfg.get("wandb_project", "tdmpc2"),
                 entity=self.cfg.get("wandb_entity"),
-                name=f"{self.cfg.task}-{self.cfg.get('exp_name', 'default')}-{self.cfg.seed}",
+                name=f"{self.cfg.get('task')}-{self.cfg.get('exp_name', 'default')}"
+                f"-s{self.cfg.get('seed')}",
                 dir=str(self.run_dir),
-                mode=mode,
+                mode=None if "WANDB_MODE" in os.environ else ("online" if logged_in else "offline"),
                 config=OmegaConf.to_container(self.cfg, resolve=True),
             )
-        except Exception as err:  # never let W&B stop a run
-            self.write(f"warning: wandb disabled ({type(err).__name__}: {err})")
+        except Exception as err:
+            self._warn(f"wandb disabled ({type(err).__name__}: {err})")
             return None
 
-    def write(self, line: str) -> None:
-        """Prints without breaking the progress bar."""
-        tqdm.write(line)
+    def _wandb_log(self, data: dict, step: int) -> None:
+        try:
+            self._wandb.log(data, step=step)
+        except Exception as err:
+            self._warn(f"wandb disabled ({type(err).__name__}: {err})")
+            self._wandb = None
 
+    # ------------------------------------------------------------ metrics
     def progress(self, total: int, initial: int = 0) -> tqdm:
+        """The bar the trainer advances; console lines are printed above it."""
         self._bar = tqdm(
             total=total,
             initial=initial,
             unit="step",
             dynamic_ncols=True,
-            disable=not self.cfg.get("progress_bar", True),
             smoothing=0.05,
+            disable=not self.cfg.get("progress_bar", True),
         )
         return self._bar
 
-    def log(self, metrics: dict, category: str) -> None:
+    def log(self, metrics: dict[str, float], category: str) -> None:
+        """One row of `category` ("train", "eval" or "pretrain") to CSV, console and W&B."""
         row = {k: v if isinstance(v, int) else float(v) for k, v in metrics.items()}
         if self.cfg.get("save_csv", True):
             self._append_csv(category, row)
-        if category in ("train", "eval"):
-            parts = [
-                f"{label} {fmt.format(row[key])}"
-                for key, (label, fmt) in HEADLINE.items()
-                if key in row
-            ]
-            self.write(f"{category:<5} | " + " | ".join(parts))
+        if category in CONSOLE:
+            self.write(console_line(row, category))
         if self._wandb is not None:
-            self._wandb.log(
-                {f"{category}/{k}": v for k, v in row.items()}, step=int(row.get("step", 0))
-            )
+            data = {f"{category}/{k}": v for k, v in row.items()}
+            self._wandb_log(data, step=int(row.get("step", 0)))
 
     def _append_csv(self, category: str, row: dict[str, float]) -> None:
-        """Appends a row; a row with new keys rewrites the file under the widened header."""
+        """Appends a row; a row with new keys rewrites the file under the union header."""
         path = self.run_dir / f"{category}.csv"
         columns = self._columns.get(category)
-        if columns is None and path.is_file():  # a resumed run appends to its old file
+        if columns is None and path.is_file():  # a resumed run continues its old file
             with open(path, newline="") as f:
-                columns = next(csv.reader(f), [])
-        if columns is None or not path.is_file():
+                columns = next(csv.reader(f), None)
+        if not columns:
             columns = list(row)
             with open(path, "w", newline="") as f:
                 csv.writer(f).writerow(columns)
@@ -104,32 +115,57 @@ class Logger:
             with open(path, newline="") as f:
                 old = list(csv.DictReader(f))
             columns = columns + new
-            with open(path, "w", newline="") as f:
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "w", newline="") as f:
                 writer = csv.DictWriter(f, columns)
                 writer.writeheader()
                 writer.writerows(old)
+            os.replace(tmp, path)
         self._columns[category] = columns
         with open(path, "a", newline="") as f:
             csv.DictWriter(f, columns).writerow(row)
 
+    # ------------------------------------------------------------ media
     def save_video(self, frames: list[np.ndarray], step: int, name: str = "eval") -> Path | None:
+        """Writes `run_dir/videos/{name}_{step}.mp4`; a failure is one warning, not a crash."""
         path = self.run_dir / "videos" / f"{name}_{step}.mp4"
         try:
             import imageio.v2 as imageio
 
+            if len(frames) == 0:
+                raise ValueError("no frames")
             path.parent.mkdir(exist_ok=True)
-            imageio.mimsave(path, frames, fps=15)
+            imageio.mimsave(path, [np.asarray(f) for f in frames], fps=15)
         except Exception as err:
-            warnings.warn(f"video not saved ({type(err).__name__}: {err})", stacklevel=2)
+            self._warn(f"video not saved ({type(err).__name__}: {err})")
             return None
         if self._wandb is not None:
-            import wandb
+            try:
+                import wandb
 
-            self._wandb.log({f"{name}/video": wandb.Video(str(path), format="mp4")}, step=step)
+                video = wandb.Video(str(path), format="mp4")
+            except Exception as err:
+                self._warn(f"video not sent to wandb ({type(err).__name__}: {err})")
+            else:
+                self._wandb_log({f"{name}/video": video}, step=step)
         return path
 
     def finish(self) -> None:
         if self._bar is not None:
             self._bar.close()
+            self._bar = None
         if self._wandb is not None:
-            self._wandb.finish()
+            try:
+                self._wandb.finish()
+            except Exception as err:
+                self._warn(f"wandb finish failed ({type(err).__name__}: {err})")
+            self._wandb = None
+
+
+def console_line(row: dict[str, float], category: str) -> str:
+    """e.g. `eval  | step 10,000 | episode 20 | return 812.3 | steps/s 5.1`."""
+    parts = [f"{label} {fmt.format(row[k])}" for k, (label, fmt) in HEADLINE.items() if k in row]
+    extra = [k for k in row if k not in HEADLINE]
+    if len(extra) <= MAX_EXTRA:
+        parts += [f"{k} {row[k]:.4g}" for k in extra]
+    return f"{category:<5} | " + " | ".join(parts)

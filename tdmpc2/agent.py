@@ -201,11 +201,16 @@ class TDMPC2:
     def update(self, buffer) -> dict[str, torch.Tensor]:
         """One gradient step on the world model and one on the policy prior.
 
-        Returns 0-dim tensors (no host sync here): the caller converts them when it logs.
+        Returns 0-dim tensors: the caller converts them when it logs. A non-finite loss
+        skips the step (parameters and optimiser states untouched) and returns
+        `{"nonfinite": 1.0}`; checking it is the one host sync of an update.
         """
         batch = buffer.sample()
         self.model.train()
         total, parts, zs = self.losses(batch)
+        if not torch.isfinite(total):
+            self.model.eval()
+            return {"nonfinite": torch.ones(())}
         total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(
             self.optim.param_groups[0]["params"] + self.optim.param_groups[1]["params"],
@@ -219,6 +224,7 @@ class TDMPC2:
         metrics = {k: v.detach() for k, v in parts.items()}
         metrics.update(total_loss=total.detach(), pi_loss=pi_loss, grad_norm=grad_norm)
         metrics["pi_scale"] = self.scale.value
+        metrics["nonfinite"] = torch.zeros(())
         return metrics
 
     # ------------------------------------------------------------ checkpoints

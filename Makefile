@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-TASK ?= director_walker_walk
+# The hierarchy's preset while the Director extension is in place, flat walker-walk after a rollback.
+TASK ?= $(if $(wildcard tdmpc2/configs/task/director_walker_walk.yaml),director_walker_walk,walker-walk)
 ARGS ?=
 PYTEST_ARGS ?=
 

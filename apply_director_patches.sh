@@ -17,14 +17,17 @@ ADDED=(
   tdmpc2/configs/task/director_walker_walk.yaml
   tdmpc2/configs/task/director_humanoid_walk.yaml
   tests/test_director.py
+  tests/test_goal_vae.py
+  tests/test_manager.py
+  test_director_integration.py
 )
 if [[ -n "${PYTHON:-}" ]]; then PY=$PYTHON
 elif [[ -x .venv/bin/python ]]; then PY=.venv/bin/python
 else PY=python3; fi
 # A model and budget small enough for a smoke run of a few seconds on the CPU.
 SMOKE=(model_size=1 mlp_dim=64 enc_dim=64 latent_dim=32 num_samples=64 num_elites=8
-       num_pi_trajs=4 iterations=2 batch_size=16 steps=600 seed_steps=300 eval_freq=600
-       eval_episodes=1 progress_bar=false device=cpu)
+       num_pi_trajs=4 iterations=2 batch_size=16 steps=300 seed_steps=200 eval_freq=300
+       eval_episodes=1 progress_bar=false device=cpu threads=1)
 
 usage() {
   cat <<'TXT'

@@ -48,6 +48,22 @@ def director_cfg(extra: list[str] | None = None):
     return make_cfg([*TINY, "trainer=director", *(extra or [])])
 
 
+def test_goal_none_plans_exactly_like_the_flat_agent():
+    """Same weights, same seed, several warm-started steps: identical actions."""
+    flat = TDMPC2(make_cfg(TINY))
+    worker = TDMPC2(director_cfg())
+    worker.model.load_state_dict(flat.model.state_dict())
+
+    def rollout(agent: TDMPC2) -> torch.Tensor:
+        torch.manual_seed(3)
+        obs = torch.randn(6, 5)
+        return torch.stack(
+            [agent.act(o, t0=t == 0, eval_mode=t % 2 == 1) for t, o in enumerate(obs)]
+        )
+
+    assert torch.equal(rollout(flat), rollout(worker))
+
+
 def test_goal_none_plans_like_a_zero_goal_term():
     cfg = director_cfg(["worker.goal_coef=0.0"])
     agent = TDMPC2(cfg)

@@ -89,6 +89,8 @@ def parse_cfg(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig
     _check(int(cfg.batch_size) > 0, f"batch_size must be > 0, got {cfg.batch_size}")
     _check(int(cfg.horizon) >= 1, f"horizon must be >= 1, got {cfg.horizon}")
     _check(int(cfg.eval_freq) > 0, f"eval_freq must be > 0, got {cfg.eval_freq}")
+    for key, low in (("save_freq", 0), ("keep_checkpoints", 1), ("max_nonfinite", 1)):
+        _check(int(cfg[key]) >= low, f"{key} must be >= {low}, got {cfg[key]}")
     _check(cfg.latent_dim % cfg.simnorm_dim == 0, "latent_dim must be a multiple of simnorm_dim")
     _check(cfg.num_q >= 2, f"num_q must be >= 2 (two heads are drawn), got {cfg.num_q}")
     _check(
@@ -104,6 +106,26 @@ def parse_cfg(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig
         _check(int(cfg.threads) >= 1, f"threads must be >= 1, got {cfg.threads}")
         torch.set_num_threads(int(cfg.threads))
     return cfg
+
+
+def check_replay(cfg: DictConfig) -> None:
+    """An online run's buffer must hold an episode, and a batch must fit the data at hand.
+
+    Needs `episode_length` and `seed_steps`, so it runs once the environment is built;
+    without it a too-small buffer fails only when the first episode ends.
+    """
+    slots = int(cfg.episode_length) + 1
+    _check(
+        int(cfg.buffer_size) >= slots,
+        f"buffer_size ({cfg.buffer_size}) cannot hold one episode of {cfg.task} "
+        f"({cfg.episode_length} steps need {slots} slots)",
+    )
+    available = min(int(cfg.buffer_size), int(cfg.seed_steps))
+    _check(
+        int(cfg.batch_size) <= available,
+        f"batch_size ({cfg.batch_size}) is larger than the replay data: the first update sees "
+        f"{available} transitions (seed_steps={cfg.seed_steps}, buffer_size={cfg.buffer_size})",
+    )
 
 
 def make_run_dir(cfg: DictConfig) -> Path:

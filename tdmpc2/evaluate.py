@@ -41,8 +41,9 @@ def evaluate(cfg: DictConfig, overrides: list[str]) -> dict[str, float]:
     saved.work_dir = str(path.parent / "eval")
     saved.checkpoint = str(path)
     trainer = build(saved, [], with_buffer=False)
-    checkpoint.load(path, trainer.cfg)  # shapes and sizes must fit the rebuilt model
-    trainer.load_state_dict(payload)
+    checkpoint.check(path, payload, trainer.cfg)  # shapes and sizes must fit the rebuilt model
+    with checkpoint.reading(path):
+        trainer.load_models(payload)
     results = trainer.eval(video=cfg.save_video)
     trainer.logger.log({"step": payload["step"], **results}, "eval")
     trainer.logger.finish()
@@ -55,6 +56,9 @@ def main(cfg: DictConfig) -> None:
         evaluate(cfg, cli_overrides())
     except (ConfigError, ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
+    except KeyboardInterrupt:
+        print("interrupted: evaluation not finished", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,19 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+import tdmpc2.trainer.base as trainer_base  # not merged below: patches/director.patch context
 from tdmpc2.agent import TDMPC2
+from tdmpc2.common import checkpoint
 from tdmpc2.common.buffer import Buffer
 from tdmpc2.common.checkpoint import CheckpointError
 from tdmpc2.common.logger import Logger
-from tdmpc2.common.parser import ConfigError, make_run_dir, parse_cfg, register_configs
+from tdmpc2.common.parser import (
+    ConfigError,
+    check_replay,
+    make_run_dir,
+    parse_cfg,
+    register_configs,
+)
 from tdmpc2.common.seed import set_seed
 from tdmpc2.envs import make_env
 from tdmpc2.trainer.base import Trainer
@@ -68,18 +76,31 @@ def replay_buffer(cfg: DictConfig, cls: type[Trainer]) -> Buffer:
 
 
 def build(cfg: DictConfig, overrides: list[str], with_buffer: bool = True) -> Trainer:
-    """Config -> environment, agent, buffer, logger and the trainer that runs them."""
+    """Config -> environment, agent, buffer, logger and the trainer that runs them.
+
+    With `resume=RUN_DIR` the checkpoint's saved config is used (see checkpoint.RESUME_KEYS)
+    and the trainer continues from the checkpoint's state.
+    """
+    resume = checkpoint.resume_point(cfg, overrides) if cfg.get("resume") else None
+    if resume is not None:
+        cfg, overrides = resume.cfg, []
     cfg = parse_cfg(cfg, overrides)
     set_seed(cfg.seed)
     env = make_env(cfg)
     cls = trainer_class(cfg)
     if OmegaConf.is_missing(cfg, "seed_steps"):
         cfg.seed_steps = max(1000, 5 * cfg.episode_length)
+    if cls is not OfflineTrainer:
+        check_replay(cfg)
     buffer = replay_buffer(cfg, cls) if with_buffer else None
     run_dir = make_run_dir(cfg)
     cfg.run_dir = str(run_dir)
     OmegaConf.save(cfg, run_dir / "config.yaml")
-    return cls(cfg, env, TDMPC2(cfg), buffer, Logger(cfg, run_dir))
+    trainer = cls(cfg, env, TDMPC2(cfg), buffer, Logger(cfg, run_dir))
+    if resume is not None:
+        checkpoint.check(resume.path, resume.payload, cfg)
+        trainer.resume(resume.path, resume.payload)
+    return trainer
 
 
 def cli_overrides() -> list[str]:
@@ -88,18 +109,29 @@ def cli_overrides() -> list[str]:
 
 @hydra.main(config_path=None, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    """Exit status: 0 done, 1 a bad setting or a failing run, 128 + signal when stopped
+    by SIGINT (130) or SIGTERM (143) after saving a checkpoint."""
     try:
         trainer = build(cfg, cli_overrides())
     except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
+    except KeyboardInterrupt:
+        print("interrupted while starting: nothing to save", file=sys.stderr)
+        sys.exit(130)
     c = trainer.cfg
     trainer.logger.write(
         f"{type(trainer).__name__} | task {c.task} | model_size {c.model_size} "
         f"({sum(p.numel() for p in trainer.agent.model.parameters() if p.requires_grad):,} "
         f"parameters) | steps {c.steps:,} | device {c.device}\nrun directory: {c.run_dir}"
     )
-    trainer.train()
-    trainer.logger.finish()
+    try:
+        trainer.train()
+    except trainer_base.NonFiniteError as err:
+        sys.exit(f"error: {err}")
+    finally:
+        trainer.logger.finish()
+    if trainer.stopped_by is not None:
+        sys.exit(128 + trainer.stopped_by)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,14 @@
-"""What every trainer shares: evaluation rollouts and checkpoints."""
+"""What every trainer shares: evaluation, metric sums, checkpoints, resuming and stopping."""
 
 from __future__ import annotations
 
+import csv
+import os
+import signal
+import threading
 import time
-import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +17,19 @@ from omegaconf import DictConfig
 
 from tdmpc2.agent import TDMPC2
 from tdmpc2.common import checkpoint
-from tdmpc2.common.buffer import Buffer
+from tdmpc2.common.buffer import STORAGE, Buffer
 from tdmpc2.common.logger import Logger
-from tdmpc2.common.seed import rng_state, set_rng_state
+from tdmpc2.common.seed import env_rng_state, rng_state, set_env_rng_state, set_rng_state
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(Exception):
+    """Raised inside an evaluation once SIGINT/SIGTERM arrived, to cut it short."""
+
+
+class NonFiniteError(RuntimeError):
+    """Too many updates in a row had a non-finite loss; the last good checkpoint is kept."""
 
 
 class Trainer:
@@ -33,9 +48,25 @@ class Trainer:
         self._step = 0
         self._ep_idx = 0
         self._start_time = time.time()
+        self._sums: dict[str, torch.Tensor | float] = {}  # metrics since the last logged row
+        self._counts: dict[str, int] = {}
+        self._nonfinite = 0  # updates skipped since the last logged row
+        self._nonfinite_streak = 0
+        self._signal: int | None = None  # SIGINT/SIGTERM received while training
+        self._snapshot: dict | None = None  # the state before an evaluation a signal cut short
+        self._updates = 0  # in this process, to tell whether the state moved since a save
+        self._saved_at: tuple[int, int] | None = None  # (step, updates) of the last save
+        self._last_checkpoint: Path | None = None
+        self._can_render = True
+        self.finished = False
 
     def train(self) -> None:
         raise NotImplementedError
+
+    @property
+    def stopped_by(self) -> int | None:
+        """The signal that stopped training early, if any."""
+        return self._signal
 
     @property
     def seeding(self) -> bool:
@@ -48,15 +79,18 @@ class Trainer:
             return self.env.rand_act()
         return self.agent.act(obs, t0=t == 0, eval_mode=eval_mode)
 
+    # ------------------------------------------------------------ evaluation
     def eval(self, episodes: int | None = None, video: bool = False) -> dict[str, float]:
         """Mean return over evaluation episodes with the deterministic planner."""
         returns, successes, frames = [], [], []
         for i in range(episodes or self.cfg.eval_episodes):
             obs, done, ep_return, t = self.env.reset(), False, 0.0, 0
-            record = video and i == 0
+            record = video and i == 0 and self._can_render
             if record:
                 frames = self._frame(frames)
             while not done:
+                if self._signal is not None:
+                    raise Interrupted
                 action = self.act(obs, t, eval_mode=True)
                 obs, reward, done, info = self.env.step(action)
                 ep_return += reward
@@ -73,19 +107,67 @@ class Trainer:
         }
 
     def _frame(self, frames: list | None) -> list | None:
-        """Appends a rendered frame; on the first failure warns once and stops recording."""
+        """Appends a rendered frame; the first failure warns once and ends video for the run."""
         if frames is None:
             return None
         try:
             frames.append(self.env.render())
         except Exception as err:  # no OpenGL context, missing EGL/OSMesa, ...
-            warnings.warn(
-                f"video disabled: cannot render ({type(err).__name__}: {err}); "
-                "set MUJOCO_GL=egl or MUJOCO_GL=osmesa with a renderer installed",
-                stacklevel=2,
+            self.logger.write(
+                f"warning: video disabled: cannot render ({type(err).__name__}: {err}); "
+                "set MUJOCO_GL=egl or MUJOCO_GL=osmesa with a renderer installed"
             )
+            self._can_render = False
             return None
         return frames
+
+    def _evaluate(self) -> bool:
+        """Logs an evaluation; False if a signal cut it short (its starting state is kept)."""
+        snapshot = self.state_dict()
+        try:
+            results = self.eval(video=self.cfg.save_video)
+        except Interrupted:
+            self._snapshot = snapshot
+            return False
+        self.logger.log({**self.common_metrics(), **results}, "eval")
+        return True
+
+    # ------------------------------------------------------------ updates and metrics
+    def _agent_update(self) -> dict[str, torch.Tensor]:
+        """One world-model update. A skipped one (non-finite loss) is counted for the logs;
+        `max_nonfinite` in a row stop the run, and no checkpoint is written meanwhile."""
+        metrics = dict(self.agent.update(self.buffer))
+        self._updates += 1
+        if not float(metrics.pop("nonfinite", 0.0)):
+            self._nonfinite_streak = 0
+            return metrics
+        self._nonfinite += 1
+        self._nonfinite_streak += 1
+        if self._nonfinite_streak == 1:
+            self.logger.write(f"warning: non-finite loss at step {self._step}; update skipped")
+        if self._nonfinite_streak >= int(self.cfg.max_nonfinite):
+            raise NonFiniteError(
+                f"stopped at step {self._step}: {self._nonfinite_streak} updates in a row had "
+                f"a non-finite loss (max_nonfinite={self.cfg.max_nonfinite}); " + self._last_good()
+            )
+        return metrics
+
+    def _last_good(self) -> str:
+        if self._last_checkpoint is None:
+            return "no checkpoint was written"
+        return f"the last good checkpoint is {self._last_checkpoint}"
+
+    def _accumulate(self, metrics: dict[str, torch.Tensor]) -> None:
+        for k, v in metrics.items():
+            self._sums[k] = self._sums.get(k, 0.0) + v
+            self._counts[k] = self._counts.get(k, 0) + 1
+
+    def _pop_means(self) -> dict[str, float]:
+        """Each metric's mean since the last row, the number of skipped updates; then resets."""
+        means = {k: float(v) / self._counts[k] for k, v in self._sums.items()}
+        means["nonfinite_updates"] = self._nonfinite
+        self._sums, self._counts, self._nonfinite = {}, {}, 0
+        return means
 
     def common_metrics(self) -> dict[str, float]:
         elapsed = time.time() - self._start_time
@@ -93,28 +175,169 @@ class Trainer:
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
+        """Everything a resumed run needs to continue exactly where this one is."""
         return {
             "kind": self.kind,
             "agent": self.agent.state_dict(),
             "step": self._step,
             "episode": self._ep_idx,
+            "finished": self.finished,
+            "elapsed": time.time() - self._start_time,
             "rng": rng_state(),
+            "env_rng": env_rng_state(self.env),
+            "buffer": self._buffer_state(),
+            "metrics": {
+                "sums": {k: float(v) for k, v in self._sums.items()},
+                "counts": dict(self._counts),
+                "nonfinite": self._nonfinite,
+            },
+            "log_rows": {p.name: _data_rows(p) for p in self.logger.run_dir.glob("*.csv")},
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_models(self, state: dict) -> None:
+        """The learned parts only, which is all evaluation needs."""
         if state.get("kind", "tdmpc2") != self.kind:
             raise checkpoint.CheckpointError(
                 f"checkpoint holds a {state.get('kind')} agent, this run is {self.kind}"
             )
         self.agent.load_state_dict(state["agent"])
-        self._step = state["step"]
-        self._ep_idx = state["episode"]
+
+    def load_state_dict(self, state: dict) -> None:
+        """The whole state of `state_dict`; the environment is brought back to it too."""
+        self.load_models(state)
+        self._step, self._ep_idx = int(state["step"]), int(state["episode"])
+        self._start_time = time.time() - state["elapsed"]
+        self._sums = dict(state["metrics"]["sums"])
+        self._counts = dict(state["metrics"]["counts"])
+        self._nonfinite = int(state["metrics"]["nonfinite"])
+        if self.buffer is not None:
+            self._load_buffer_state(state["buffer"])
+        self._restore_env(state)
         set_rng_state(state["rng"])
 
-    def save_checkpoint(self) -> Path | None:
+    def _buffer_state(self) -> dict | None:
+        return None if self.buffer is None else self.buffer.state_dict()
+
+    def _load_buffer_state(self, state: dict) -> None:
+        self.buffer.load_state_dict(resize_buffer_state(state, self.buffer.capacity))
+
+    def _restore_env(self, state: dict) -> None:
+        self.env.reset()  # spends a first-reset seeding (Gymnasium) so restored states stick
+        set_env_rng_state(self.env, state["env_rng"])
+
+    def resume(self, path: Path, payload: dict) -> None:
+        """Continues from a checkpoint: state in memory, CSV logs cut back to its rows."""
+        with checkpoint.reading(path):
+            self.load_state_dict(payload)
+        for csv_path in self.logger.run_dir.glob("*.csv"):
+            _trim_csv(csv_path, payload["log_rows"].get(csv_path.name, 0))
+        self._last_checkpoint, self._saved_at = path, (self._step, self._updates)
+        self.logger.write(f"resuming from {path} at step {self._step:,}")
+
+    def save_checkpoint(self, state: dict | None = None) -> Path | None:
+        """Writes a checkpoint of `state` (default: now), unless the latest update failed."""
         if not self.cfg.save_agent:
             return None
-        path = checkpoint.save(self.logger.run_dir / "checkpoint.pt", self.state_dict(), self.cfg)
+        if self._nonfinite_streak:
+            self.logger.write(
+                f"warning: no checkpoint at step {self._step}: the last update had a "
+                f"non-finite loss; {self._last_good()}"
+            )
+            return None
+        state = state or self.state_dict()
+        run_dir, keep = self.logger.run_dir, int(self.cfg.keep_checkpoints)
+        path = checkpoint.save_step(run_dir, state["step"], state, self.cfg, keep)
         if self.cfg.save_buffer and self.buffer is not None:
-            self.buffer.save(self.logger.run_dir / "buffer.pt")
+            self.buffer.save(run_dir / "buffer.pt")
+        self._last_checkpoint, self._saved_at = path, (self._step, self._updates)
         return path
+
+    # ------------------------------------------------------------ stopping on a signal
+    @contextmanager
+    def _catch_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM only set a flag: the loop ends its step, saves and returns.
+
+        The first signal puts the previous handlers back, so a second one stops at once.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.getsignal(s) or signal.SIG_DFL for s in STOP_SIGNALS}
+
+        def handle(signum: int, frame: object) -> None:
+            self._signal = signum
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+        for s in STOP_SIGNALS:
+            signal.signal(s, handle)
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _stop_on_signal(self) -> None:
+        """Saves where training stopped (before an evaluation cut short) and says how to resume."""
+        name = signal.Signals(self._signal).name
+        state = self._snapshot or self.state_dict()
+        step = state["step"]
+        if step == 0:
+            self.logger.write(f"{name} before the first step: nothing to save")
+            return
+        unchanged = self._saved_at == (self._step, self._updates)  # e.g. saved at this step
+        path = self._last_checkpoint if unchanged else self.save_checkpoint(state)
+        if path is None:
+            self.logger.write(f"{name} at step {step:,}: no checkpoint saved; {self._last_good()}")
+            return
+        self.logger.write(
+            f"{name} at step {step:,}: checkpoint {path}\n"
+            f"resume with: {checkpoint.resume_command(self.logger.run_dir)}"
+        )
+
+
+def resize_buffer_state(state: dict, capacity: int) -> dict:
+    """A saved replay buffer's state for a ring of `capacity` slots (a resume with other steps).
+
+    Slots are put in write order (oldest first), so an episode that wrapped around the
+    old ring's end stays contiguous, and the write pointer follows the newest slot.
+    """
+    if state["capacity"] == capacity:
+        return state
+    filled, ptr = int(state["filled"]), int(state["ptr"])
+    if filled > capacity:
+        raise ValueError(f"the replay buffer holds {filled} slots, more than {capacity} now")
+    order = (torch.arange(filled) + ptr) % max(filled, 1)
+    resized = {**state, "capacity": capacity, "ptr": filled % capacity}
+    for name in STORAGE:
+        old = state[name]
+        new = torch.full(
+            (capacity, *old.shape[1:]), -1 if name == "episode" else 0, dtype=old.dtype
+        )
+        new[:filled] = old[order]
+        resized[name] = new
+    return resized
+
+
+def _read_csv(path: Path) -> list[list[str]]:
+    """A CSV log's lines, header included (an empty list for an empty file)."""
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def _data_rows(path: Path) -> int:
+    return max(len(_read_csv(path)) - 1, 0)
+
+
+def _trim_csv(path: Path, rows: int) -> None:
+    """Keeps the header and the first `rows` rows: those written before the checkpoint."""
+    lines = _read_csv(path)
+    if len(lines) - 1 <= rows:
+        return
+    if rows == 0:
+        path.unlink()
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(lines[: rows + 1])
+    os.replace(tmp, path)

@@ -143,7 +143,7 @@ class DirectorTrainer(OnlineTrainer):
     def update(self, num_updates: int) -> dict[str, torch.Tensor]:
         metrics: dict = {}
         for _ in range(num_updates):
-            metrics = {f"worker/{k}": v for k, v in self.agent.update(self.buffer).items()}
+            metrics = {f"worker/{k}": v for k, v in self._agent_update().items()}
             with torch.no_grad():
                 z = self.agent.model.encode(self.buffer.sample()["obs"][0])
             metrics.update(self.goal_vae.update(z, self._step))
@@ -166,17 +166,38 @@ class DirectorTrainer(OnlineTrainer):
 
     # ------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
+        """Adds the Goal-VAE, the Manager and the running goal, decision and rollout."""
+        stats = {**self._stats, "codes": list(self._stats["codes"])}
+        stats["distance"] = float(stats["distance"])  # a tensor that `+=` changes in place
         return {
             **super().state_dict(),
             "goal_vae": self.goal_vae.state_dict(),
             "goal_vae_optim": self.goal_vae.optim_state_dict(),
             "manager": self.manager.state_dict(),
             "manager_optim": self.manager.optim_state_dict(),
+            "director": {
+                "goal": self._goal,
+                "pending": None if self._pending is None else dict(self._pending),
+                "rollout": list(self._rollout),
+                "stats": {
+                    **stats,
+                    "codes": list(stats["codes"]),
+                    "distance": float(stats["distance"]),
+                },
+                "manager_metrics": dict(self._manager_metrics),
+            },
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def load_models(self, state: dict) -> None:
+        super().load_models(state)
         self.goal_vae.load_state_dict(state["goal_vae"])
         self.goal_vae.load_optim_state_dict(state["goal_vae_optim"])
         self.manager.load_state_dict(state["manager"])
         self.manager.load_optim_state_dict(state["manager_optim"])
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        director = state["director"]
+        self._goal, self._pending = director["goal"], director["pending"]
+        self._rollout, self._stats = director["rollout"], director["stats"]
+        self._manager_metrics = director["manager_metrics"]

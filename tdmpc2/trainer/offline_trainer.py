@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-import torch
-
 from tdmpc2.trainer.base import Trainer
 
 
@@ -17,24 +15,34 @@ class OfflineTrainer(Trainer):
     def train(self) -> None:
         cfg = self.cfg
         bar = self.logger.progress(total=cfg.steps, initial=self._step)
-        sums: dict[str, torch.Tensor] = {}
-        n, started = 0, time.time()
-        while self._step < cfg.steps:
-            if self._step % cfg.eval_freq == 0:
-                self.logger.log({**self.common_metrics(), **self.eval()}, "eval")
-            for k, v in self.agent.update(self.buffer).items():
-                sums[k] = sums.get(k, 0) + v
-            n += 1
-            self._step += 1
-            bar.update(1)
-            if self._step % self.log_freq == 0 or self._step == cfg.steps:
-                rate = n / max(time.time() - started, 1e-9)
-                means = {k: float(v) / n for k, v in sums.items()}
-                self.logger.log({**self.common_metrics(), **means, "steps_per_s": rate}, "train")
-                sums, n, started = {}, 0, time.time()
-            if cfg.save_freq and self._step % cfg.save_freq == 0:
-                self.save_checkpoint()
-        bar.close()
-        self.logger.log({**self.common_metrics(), **self.eval()}, "eval")
+        row_started, row_step = time.time(), self._step
+        with self._catch_signals():
+            while self._step < cfg.steps and self._signal is None:
+                if self._step % cfg.eval_freq == 0 and not self._evaluate():
+                    break
+                self._accumulate(self._agent_update())
+                self._step += 1
+                bar.update(1)
+                if self._step % self.log_freq == 0 or self._step == cfg.steps:
+                    rate = (self._step - row_step) / max(time.time() - row_started, 1e-9)
+                    row = {**self.common_metrics(), **self._pop_means(), "steps_per_s": rate}
+                    self.logger.log(row, "train")
+                    row_started, row_step = time.time(), self._step
+                if cfg.save_freq and self._step % cfg.save_freq == 0:
+                    self.save_checkpoint()
+            bar.close()
+            evaluated = self._signal is None and self._evaluate()
+        if not evaluated:
+            self._stop_on_signal()
+            return
+        self.finished = True
         path = self.save_checkpoint()
         self.logger.write(f"finished {self._step} updates; checkpoint: {path}")
+
+    # ------------------------------------------------------------ checkpoints
+    def _buffer_state(self) -> dict:
+        """Only the sampling generator: the data is the replay file the run started from."""
+        return {"generator": self.buffer.state_dict()["generator"]}
+
+    def _load_buffer_state(self, state: dict) -> None:
+        self.buffer.load_state_dict({**self.buffer.state_dict(), "generator": state["generator"]})

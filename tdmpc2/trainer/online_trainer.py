@@ -5,7 +5,12 @@ from __future__ import annotations
 import time
 
 import torch
+from omegaconf import DictConfig
 
+from tdmpc2.agent import TDMPC2
+from tdmpc2.common.buffer import Buffer
+from tdmpc2.common.logger import Logger
+from tdmpc2.common.seed import env_rng_state, set_env_rng_state
 from tdmpc2.trainer.base import Trainer
 
 
@@ -13,8 +18,23 @@ class OnlineTrainer(Trainer):
     """Random seeding steps, a burst of pretraining updates, then act-and-update.
 
     Runs exactly `steps` environment steps; evaluates at the start of the first
-    episode after every `eval_freq` steps and once more at the end.
+    episode after every `eval_freq` steps and once more at the end. The loop keeps its
+    place in attributes, so a checkpoint taken between two steps (or inside the
+    pretraining burst) resumes exactly: the running episode is replayed into the
+    environment from its start.
     """
+
+    def __init__(
+        self, cfg: DictConfig, env, agent: TDMPC2, buffer: Buffer | None, logger: Logger
+    ) -> None:
+        super().__init__(cfg, env, agent, buffer, logger)
+        self._episode: dict[str, list] | None = None  # the running episode's transitions
+        self._episode_rng: dict | None = None  # environment RNG states before its reset
+        self._episode_started = 0.0  # its wall-clock start, for steps per second
+        self._next_eval = 0
+        self._last_eval = -1
+        self._pretrained = False
+        self._pretrain_left = 0  # updates of the pretraining burst still to run
 
     def on_episode_start(self) -> None:
         """Hook for subclasses (the hierarchy resets its goal here)."""
@@ -26,13 +46,15 @@ class OnlineTrainer(Trainer):
         """World-model updates; subclasses add their own modules' updates."""
         metrics: dict[str, torch.Tensor] = {}
         for _ in range(num_updates):
-            metrics = self.agent.update(self.buffer)
+            metrics = self._agent_update()
         return metrics
 
-    def _new_episode(self) -> tuple[torch.Tensor, dict[str, list]]:
+    def _new_episode(self) -> None:
+        self._episode_rng = env_rng_state(self.env)
         obs = self.env.reset()
         self.on_episode_start()
-        return obs, {"obs": [obs], "action": [], "reward": [], "terminated": []}
+        self._episode = {"obs": [obs], "action": [], "reward": [], "terminated": []}
+        self._episode_started = time.time()
 
     def _close_episode(self, episode: dict[str, list], started: float) -> dict[str, float]:
         """Stores the episode in the buffer and returns its train metrics."""
@@ -53,59 +75,113 @@ class OnlineTrainer(Trainer):
             "steps_per_s": n / max(time.time() - started, 1e-9),
         }
 
-    def _evaluate(self) -> None:
-        self.logger.log({**self.common_metrics(), **self.eval(video=self.cfg.save_video)}, "eval")
-        self._last_eval = self._step
+    def _evaluate(self) -> bool:
+        done = super()._evaluate()
+        if done:
+            self._last_eval = self._step
+        return done
+
+    def _env_step(self) -> None:
+        """One environment step of the running episode; logs the episode when it ends."""
+        episode = self._episode
+        action = self.act(episode["obs"][-1], len(episode["action"]), eval_mode=False)
+        obs, reward, done, info = self.env.step(action)
+        episode["obs"].append(obs)
+        episode["action"].append(action)
+        episode["reward"].append(reward)
+        episode["terminated"].append(bool(info.get("terminated", False)))
+        self.after_env_step(obs, reward, done, info)
+        self._step += 1
+        if done:
+            metrics = self._close_episode(episode, self._episode_started)
+            self.logger.log({**metrics, **self._pop_means()}, "train")
+            self._episode = None
+
+    def _pretrain(self) -> None:
+        """Runs what is left of the pretraining burst; a signal pauses it between updates."""
+        while self._pretrain_left and self._signal is None:
+            self._accumulate(self.update(1))
+            self._pretrain_left -= 1
 
     def train(self) -> None:
         cfg = self.cfg
         seed_steps = int(cfg.seed_steps)
         bar = self.logger.progress(total=cfg.steps, initial=self._step)
-        sums: dict[str, torch.Tensor] = {}
-        n_updates, next_eval, self._last_eval = 0, self._step, -1
-        self._pretrained = self._step > seed_steps
-        episode: dict[str, list] | None = None
-        while self._step < cfg.steps:
-            if episode is None:
-                if self._step >= next_eval:
-                    self._evaluate()
-                    next_eval = self._step + cfg.eval_freq
-                obs, episode = self._new_episode()
-                started = time.time()
-            t = len(episode["action"])
-            action = self.act(obs, t, eval_mode=False)
-            obs, reward, done, info = self.env.step(action)
-            episode["obs"].append(obs)
-            episode["action"].append(action)
-            episode["reward"].append(reward)
-            episode["terminated"].append(bool(info.get("terminated", False)))
-            self.after_env_step(obs, reward, done, info)
-            self._step += 1
-            bar.update(1)
+        with self._catch_signals():
+            while self._step < cfg.steps and self._signal is None:
+                if not self._pretrain_left:  # else: resumed inside the burst
+                    if self._episode is None:
+                        if self._step >= self._next_eval:
+                            if not self._evaluate():
+                                break
+                            self._next_eval = self._step + cfg.eval_freq
+                        self._new_episode()
+                    self._env_step()
+                    bar.update(1)
+                    if self._step >= seed_steps and len(self.buffer) > 0:
+                        if self._pretrained:
+                            self._accumulate(self.update(1))
+                        else:
+                            self.logger.write(f"pretraining: {seed_steps} updates on the seed data")
+                            self._pretrained, self._pretrain_left = True, seed_steps
+                self._pretrain()
+                if cfg.save_freq and self._step % cfg.save_freq == 0 and not self._pretrain_left:
+                    self.save_checkpoint()
+            bar.close()
+            if self._signal is None:
+                self._finish()
+        if self._signal is not None:
+            self._stop_on_signal()
 
-            if done:
-                metrics = self._close_episode(episode, started)
-                means = {k: float(v) / n_updates for k, v in sums.items()} if n_updates else {}
-                self.logger.log({**metrics, **means}, "train")
-                sums, n_updates = {}, 0
-                episode = None
-
-            if self._step >= seed_steps and len(self.buffer) > 0:
-                pretrain = not self._pretrained
-                if pretrain:
-                    self.logger.write(f"pretraining: {seed_steps} updates on the seed data")
-                    self._pretrained = True
-                for k, v in self.update(seed_steps if pretrain else 1).items():
-                    sums[k] = sums.get(k, 0) + v
-                n_updates += 1
-            if cfg.save_freq and self._step % cfg.save_freq == 0:
-                self.save_checkpoint()
-        bar.close()
-        if episode and episode["action"]:
-            self._close_episode(episode, started)  # a partial last episode still feeds replay
-        if self._last_eval != self._step:
-            self._evaluate()
+    def _finish(self) -> None:
+        """The partial last episode goes to replay; a last evaluation and checkpoint."""
+        if self._episode and self._episode["action"]:
+            self._close_episode(self._episode, self._episode_started)
+        self._episode = None
+        if self._last_eval != self._step and not self._evaluate():
+            return
+        self.finished = True
         path = self.save_checkpoint()
         self.logger.write(f"finished {self._step} steps; run directory: {self.logger.run_dir}")
         if path:
             self.logger.write(f"checkpoint: {path}")
+
+    # ------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        episode = self._episode
+        return {
+            **super().state_dict(),
+            "loop": {
+                "episode": None if episode is None else {k: list(v) for k, v in episode.items()},
+                "episode_rng": self._episode_rng,
+                "episode_time": time.time() - self._episode_started,
+                "next_eval": self._next_eval,
+                "last_eval": self._last_eval,
+                "pretrained": self._pretrained,
+                "pretrain_left": self._pretrain_left,
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        loop = state["loop"]
+        self._episode, self._episode_rng = loop["episode"], loop["episode_rng"]
+        self._episode_started = time.time() - loop["episode_time"]
+        self._next_eval, self._last_eval = int(loop["next_eval"]), int(loop["last_eval"])
+        self._pretrained, self._pretrain_left = loop["pretrained"], int(loop["pretrain_left"])
+        super().load_state_dict(state)
+
+    def _restore_env(self, state: dict) -> None:
+        """Replays the running episode's actions from its start, then sets the RNG states."""
+        super()._restore_env(state)
+        if self._episode is None:
+            return
+        set_env_rng_state(self.env, self._episode_rng)
+        obs = self.env.reset()
+        for action in self._episode["action"]:
+            obs = self.env.step(action)[0]
+        set_env_rng_state(self.env, state["env_rng"])
+        if not torch.equal(obs, self._episode["obs"][-1]):
+            self.logger.write(
+                "warning: the environment replayed the running episode differently; "
+                "the resumed run will not match an uninterrupted one exactly"
+            )

@@ -73,6 +73,7 @@ def resume(target: Path, *extra: str):
     ("args", "message"),
     [
         (["steps=0"], "steps must be > 0, got 0"),
+        (["steps=2"], "steps (2) must be at least the horizon (3)"),
         (["keep_checkpoints=0"], "keep_checkpoints must be >= 1, got 0"),
         (
             ["batch_size=64"],

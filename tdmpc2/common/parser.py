@@ -114,6 +114,11 @@ def check_replay(cfg: DictConfig) -> None:
     Needs `episode_length` and `seed_steps`, so it runs once the environment is built;
     without it a too-small buffer fails only when the first episode ends.
     """
+    _check(
+        int(cfg.steps) >= int(cfg.horizon),
+        f"steps ({cfg.steps}) must be at least the horizon ({cfg.horizon}): "
+        "updates train on subsequences of that many steps",
+    )
     slots = int(cfg.episode_length) + 1
     _check(
         int(cfg.buffer_size) >= slots,

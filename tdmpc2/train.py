@@ -64,15 +64,7 @@ def replay_buffer(cfg: DictConfig, cls: type[Trainer]) -> Buffer:
             )
         return Buffer.load(path, device=cfg.device, horizon=cfg.horizon, batch_size=cfg.batch_size)
     slots = cfg.steps + cfg.steps // cfg.episode_length + 2  # an episode of L steps uses L+1 slots
-    return Buffer(
-        capacity=min(int(cfg.buffer_size), slots),
-        obs_shape=tuple(cfg.obs_shape["state"]),
-        action_dim=cfg.action_dim,
-        horizon=cfg.horizon,
-        batch_size=cfg.batch_size,
-        device=cfg.device,
-        seed=cfg.seed,
-    )
+    return Buffer.from_cfg(cfg, capacity=min(int(cfg.buffer_size), slots))
 
 
 def build(cfg: DictConfig, overrides: list[str], with_buffer: bool = True) -> Trainer:

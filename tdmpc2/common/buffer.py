@@ -59,9 +59,10 @@ class Buffer:
             self._generator.manual_seed(int(seed))
 
     @classmethod
-    def from_cfg(cls, cfg: DictConfig) -> Buffer:
+    def from_cfg(cls, cfg: DictConfig, capacity: int | None = None) -> Buffer:
+        """A buffer shaped for the run; `capacity` defaults to `buffer_size`."""
         return cls(
-            capacity=cfg.buffer_size,
+            capacity=cfg.buffer_size if capacity is None else capacity,
             obs_shape=tuple(cfg.obs_shape["state"]),
             action_dim=cfg.action_dim,
             horizon=cfg.horizon,

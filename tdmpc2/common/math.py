@@ -36,8 +36,15 @@ class TwoHot:
         self._bins: dict[torch.device, torch.Tensor] = {}
 
     def bins(self, device: torch.device) -> torch.Tensor:
+        """Bin centres [num_bins, 1], cached per device.
+
+        Built outside inference mode even when planning asks first: autograd cannot save
+        an inference tensor, and the update's losses decode with the same cache.
+        """
         if device not in self._bins:
-            self._bins[device] = torch.linspace(self.vmin, self.vmax, self.num_bins, device=device)
+            with torch.inference_mode(False):
+                bins = torch.linspace(self.vmin, self.vmax, self.num_bins, device=device)
+            self._bins[device] = bins.unsqueeze(-1)
         return self._bins[device]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,7 +62,7 @@ class TwoHot:
     def decode(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits [..., num_bins] -> expected value [..., 1] in the original scale."""
         probs = F.softmax(logits, dim=-1)
-        return symexp(probs @ self.bins(logits.device).unsqueeze(-1))
+        return symexp(probs @ self.bins(logits.device))
 
     def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-sample cross-entropy [..., 1] between logits and the two-hot of `target`."""

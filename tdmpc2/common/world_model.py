@@ -61,6 +61,24 @@ class WorldModel(nn.Module):
         """Reward logits over the two-hot bins."""
         return self._reward(torch.cat([z, a], dim=-1))
 
+    def step(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(next(z, a), reward(z, a)) for latents z [N or 1, latent] and actions a [N, action].
+
+        A one-row z is shared by all N actions (the planner's first step): its share of
+        both input layers is computed once instead of N times.
+        """
+        if z.shape[0] == 1 and a.shape[0] > 1:
+            next_z = self._dynamics[0].forward_shared(z, a)
+            reward = self._reward[0].forward_shared(z, a)
+        else:
+            za = torch.cat([z, a], dim=-1)
+            next_z, reward = self._dynamics[0](za), self._reward[0](za)
+        for layer in self._dynamics[1:]:
+            next_z = layer(next_z)
+        for layer in self._reward[1:]:
+            reward = layer(reward)
+        return next_z, reward
+
     def pi(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Samples the tanh-Gaussian policy prior: (mean, action, log-prob, log-std)."""
         mu, log_std = self._pi(z).chunk(2, dim=-1)
@@ -69,6 +87,12 @@ class WorldModel(nn.Module):
         log_pi = gaussian_logprob(eps, log_std)
         mu, action, log_pi = squash(mu, mu + eps * log_std.exp(), log_pi)
         return mu, action, log_pi, log_std
+
+    def pi_action(self, z: torch.Tensor) -> torch.Tensor:
+        """The action of `pi(z)` (the same random draw) without its log-probability."""
+        mu, log_std = self._pi(z).chunk(2, dim=-1)
+        log_std = torch.tanh(log_std).add_(1).mul_(0.5 * self.log_std_dif).add_(self.log_std_min)
+        return torch.addcmul(mu, torch.randn_like(mu), log_std.exp_()).tanh_()
 
     def Q(
         self,
@@ -82,14 +106,21 @@ class WorldModel(nn.Module):
 
         `all` returns the logits of every head [num_q, ..., num_bins]. `min` and `avg`
         evaluate only two randomly chosen heads and return [..., 1]: the same
-        distribution of results as evaluating all heads and then picking two.
+        distribution of results as evaluating all heads and then picking two (min and avg
+        are symmetric, so with two heads no draw is needed). `detach` (the policy loss)
+        freezes the critics: only d/d action is computed.
         """
         qnet = self._target_Qs if target else self._Qs
-        x = torch.cat([z, a], dim=-1)
+        heads = None  # all heads; with num_q == 2 these are the two chosen ones in some order
+        if return_type != "all" and qnet.num_q > 2:
+            heads = torch.randperm(qnet.num_q, device=z.device)[:2]
+        if detach:
+            q = qnet(z, heads=heads, detach=True, action=a)
+        else:
+            q = qnet(torch.cat([z, a], dim=-1), heads=heads)
         if return_type == "all":
-            return qnet(x, detach=detach)
-        heads = torch.randperm(qnet.num_q, device=z.device)[:2]
-        q = self.two_hot.decode(qnet(x, heads=heads, detach=detach))
+            return q
+        q = self.two_hot.decode(q)
         if return_type == "min":
             return torch.minimum(q[0], q[1])
         if return_type == "avg":

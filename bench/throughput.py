@@ -1,0 +1,327 @@
+"""Throughput of the real agent on this machine: act, update, steps/s, memory and GFLOP/s.
+
+python bench/throughput.py --task walker-walk --model-size 5 [--agent flat|director]
+                           [--compile|--no-compile] [--threads N] [--quick] [--json PATH]
+python bench/throughput.py --sweep [--threads N] [--json PATH]   # scaling table (markdown)
+
+The trainer comes from the project's own config path (Hydra compose + `tdmpc2.train.build`),
+so flat runs time OnlineTrainer and `--agent director` times DirectorTrainer with the same
+hyperparameters. One random-policy episode fills the replay buffer, then a short window of
+the training loop runs exactly the trainer's act / env.step / hooks / update and is timed.
+
+GFLOP/s come from an analytic count of the matmul FLOPs the implementation executes
+(layer shapes x rows; backward about twice the forward), against the dense fp32 matmul
+peak measured in the same run at the same thread count. Timings on a shared CPU are noisy:
+compare medians of repeated runs, and report ratios rather than absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import torch  # noqa: E402
+from hydra import compose, initialize  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from tdmpc2.train import build  # noqa: E402  (registers the configs)
+from tdmpc2.trainer.base import Trainer  # noqa: E402
+
+# A model and planner small enough for the test suite: seconds, not minutes.
+QUICK = [
+    "mlp_dim=64",
+    "enc_dim=64",
+    "latent_dim=32",
+    "num_samples=64",
+    "num_elites=8",
+    "num_pi_trajs=4",
+    "iterations=2",
+    "batch_size=16",
+]
+# The public TD-MPC2 on this machine (CUDA calls moved to the CPU, torch 2.13, 2 threads,
+# walker-walk): seconds of act + update per step, as measured for issue 5.
+ANCHOR = {5: 0.74 + 0.69, 1: 0.25 + 0.21}
+# One-factor-at-a-time scaling around the defaults: (model_size, num_samples, horizon).
+SWEEP = [
+    (1, 512, 3),
+    (5, 512, 3),
+    (19, 512, 3),
+    (5, 128, 3),
+    (5, 256, 3),
+    (5, 1024, 3),
+    (5, 512, 1),
+    (5, 512, 5),
+]
+
+
+# ---------------------------------------------------------------- FLOP counts
+def mlp_macs(dims: list[int]) -> int:
+    """Multiply-accumulates per row of an MLP with these layer widths."""
+    return sum(a * b for a, b in itertools.pairwise(dims))
+
+
+def flop_counts(cfg: DictConfig) -> tuple[float, float]:
+    """Matmul FLOPs of one act (MPPI) and one update, as this implementation executes them.
+
+    Act: every iteration rolls out N samples for H steps (dynamics + reward), then the
+    policy and two Q heads; the first step's latent is shared, so its part of the fused
+    dynamics/reward input layer runs once, not N times. Plus the encoder and the policy
+    prior trajectories. Update: encoder on H+1 observation batches, TD target (policy +
+    two target heads), dynamics rollout, reward, all Q heads, and the policy loss over
+    H+1 latents (policy + two frozen heads). Backward is counted as twice the forward for
+    everything that gets parameter gradients; the frozen heads of the policy loss only
+    pass input gradients to the action (once their forward, minus the latent's columns).
+    """
+    L, A, m, bins = cfg.latent_dim, cfg.action_dim, cfg.mlp_dim, cfg.num_bins
+    enc = mlp_macs([cfg.obs_shape["state"][0], *[cfg.enc_dim] * max(cfg.num_enc_layers - 1, 1), L])
+    dyn = mlp_macs([L + A, m, m, L])
+    rew = mlp_macs([L + A, m, m, bins])
+    pi = mlp_macs([L, m, m, 2 * A])
+    q = mlp_macs([L + A, m, m, bins])
+    H, N, n_pi, B = cfg.horizon, cfg.num_samples, cfg.num_pi_trajs, cfg.batch_size
+    per_iteration = N * (H * (dyn + rew) + pi + 2 * q) - (N - 1) * L * 2 * m
+    act = enc + n_pi * (H * pi + (H - 1) * dyn) + cfg.iterations * per_iteration
+    no_grad = B * H * (enc + pi + 2 * q)  # next-observation latents and TD targets
+    world_model = B * enc + B * H * (dyn + rew + cfg.num_q * q)
+    policy = B * (H + 1) * pi
+    frozen_q = B * (H + 1) * 2 * q
+    update = (
+        no_grad + 3 * world_model + 3 * policy + frozen_q + (frozen_q - B * (H + 1) * 2 * L * m)
+    )
+    return 2.0 * act, 2.0 * update
+
+
+def peak_gflops(repeats: int = 20) -> float:
+    """Dense fp32 matmul rate (512x512 @ 512x512) at the current thread count: best of 5."""
+    a, b = torch.randn(512, 512), torch.randn(512, 512)
+    for _ in range(3):
+        a @ b
+    best = math.inf
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        best = min(best, (time.perf_counter() - start) / repeats)
+    return 2 * 512**3 / best / 1e9
+
+
+# ---------------------------------------------------------------- the trainer
+def make_trainer(args: argparse.Namespace, extra: list[str], work_dir: str) -> Trainer:
+    """The trainer exactly as `python tdmpc2/train.py <overrides>` would build it."""
+    overrides = [
+        f"task={args.task}",
+        f"model_size={args.model_size}",
+        "device=cpu",
+        f"compile={str(args.compile).lower()}",
+        f"work_dir={work_dir}",
+        "steps=100000",  # sizes the replay buffer like a 100k-step run
+        "progress_bar=false",
+        "save_agent=false",
+        "enable_wandb=false",
+    ]
+    if args.agent == "director":
+        overrides.append("trainer=director")
+    if args.threads is not None:
+        overrides.append(f"threads={args.threads}")
+    overrides += (QUICK if args.quick else []) + extra + args.override
+    with initialize(config_path=None, version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    return build(cfg, overrides)
+
+
+def fill_buffer(trainer: Trainer, max_steps: int) -> None:
+    """One random-policy episode (at most `max_steps` steps) into the replay buffer.
+
+    Then the trainer counts its seeding as done, so its act() plans from the first call.
+    """
+    env = trainer.env
+    obs = env.reset()
+    episode: dict[str, list] = {"obs": [obs], "action": [], "reward": [], "terminated": []}
+    done = False
+    while not done and len(episode["action"]) < max_steps:
+        action = env.rand_act()
+        obs, reward, done, info = env.step(action)
+        episode["obs"].append(obs)
+        episode["action"].append(action)
+        episode["reward"].append(reward)
+        episode["terminated"].append(float(info.get("terminated", False)))
+    trainer.buffer.add(
+        {
+            "obs": torch.stack(episode["obs"]),
+            "action": torch.stack(episode["action"]),
+            "reward": torch.tensor(episode["reward"], dtype=torch.float32),
+            "terminated": torch.tensor(episode["terminated"], dtype=torch.float32),
+        }
+    )
+    trainer._step = int(trainer.cfg.seed_steps)
+
+
+def train_window(trainer: Trainer, steps: int) -> dict[str, list[float] | float]:
+    """`steps` steps of the online loop: the trainer's act, env.step, hooks and update.
+
+    Returns the per-step act, env and update times and the window's wall time.
+    """
+    env, times = trainer.env, {"act": [], "env": [], "update": []}
+    obs, t = None, 0
+    start = time.perf_counter()
+    for _ in range(steps):
+        if obs is None:
+            obs, t = env.reset(), 0
+            trainer.on_episode_start()
+        t0 = time.perf_counter()
+        action = trainer.act(obs, t, eval_mode=False)
+        t1 = time.perf_counter()
+        obs, reward, done, info = env.step(action)
+        trainer.after_env_step(obs, reward, done, info)
+        t2 = time.perf_counter()
+        trainer.update(1)
+        t3 = time.perf_counter()
+        times["act"].append(t1 - t0)
+        times["env"].append(t2 - t1)
+        times["update"].append(t3 - t2)
+        t += 1
+        obs = None if done else obs
+    return {**times, "wall": time.perf_counter() - start}
+
+
+def measure(args: argparse.Namespace, extra: list[str] | None = None) -> dict:
+    """Builds the trainer, warms it up, times a window of training; one result dict."""
+    warmup, window = (1, 3) if args.quick else (args.warmup, args.repeats)
+    with tempfile.TemporaryDirectory(prefix="throughput-") as work_dir:
+        trainer = make_trainer(args, extra or [], work_dir)
+        cfg = trainer.cfg
+        fill_buffer(trainer, 64 if args.quick else cfg.episode_length)
+        start = time.perf_counter()
+        train_window(trainer, warmup)  # first calls: allocations, compilation if asked
+        warmup_s = time.perf_counter() - start
+        timed = train_window(trainer, window)
+    act_s = statistics.median(timed["act"])
+    update_s = statistics.median(timed["update"])
+    flops_act, flops_update = flop_counts(cfg)
+    result = {
+        "task": str(cfg.task),
+        "model_size": int(cfg.model_size),
+        "agent": args.agent,
+        "trainer": type(trainer).__name__,
+        "compile": bool(cfg.compile),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "quick": bool(args.quick),
+        "num_samples": int(cfg.num_samples),
+        "horizon": int(cfg.horizon),
+        "params_m": sum(p.numel() for p in trainer.agent.model.parameters() if p.requires_grad)
+        / 1e6,
+        "steps_measured": window,
+        "warmup_s": warmup_s,
+        "act_s": act_s,
+        "update_s": update_s,
+        "act_update_s": act_s + update_s,
+        "env_s": statistics.median(timed["env"]),
+        "steps_per_s": window / timed["wall"],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "gflop_act": flops_act / 1e9,
+        "gflop_update": flops_update / 1e9,
+        "gflops_act": flops_act / act_s / 1e9,
+        "gflops_update": flops_update / update_s / 1e9,
+        "peak_gflops": peak_gflops(),
+    }
+    anchor = ANCHOR.get(result["model_size"])
+    if anchor and result["task"] == "walker-walk" and not args.quick and not args.override:
+        result["anchor_act_update_s"] = anchor
+        result["ratio_to_anchor"] = result["act_update_s"] / anchor
+    return result
+
+
+# ---------------------------------------------------------------- reports
+def print_result(r: dict) -> None:
+    print(
+        f"{r['trainer']} | {r['task']} | model_size {r['model_size']} ({r['params_m']:.2f} M) | "
+        f"compile {r['compile']} | threads {r['threads']} | torch {r['torch']}"
+        + (" | quick" if r["quick"] else "")
+    )
+    rows = [
+        ("act (MPPI)", f"{r['act_s']:.4f} s", f"{r['gflop_act']:.1f} GFLOP, {r['gflops_act']:.1f}"),
+        (
+            "update",
+            f"{r['update_s']:.4f} s",
+            f"{r['gflop_update']:.1f} GFLOP, {r['gflops_update']:.1f}",
+        ),
+        ("act + update", f"{r['act_update_s']:.4f} s", ""),
+        ("env.step", f"{r['env_s']:.4f} s", ""),
+        ("training loop", f"{r['steps_per_s']:.2f} steps/s", f"over {r['steps_measured']} steps"),
+        ("peak RSS", f"{r['peak_rss_mb']:.0f} MB", ""),
+        ("matmul peak", f"{r['peak_gflops']:.1f} GFLOP/s", "512x512 @ 512x512"),
+    ]
+    if "ratio_to_anchor" in r:
+        rows.append(
+            ("vs public", f"{r['ratio_to_anchor']:.2f} x", f"of {r['anchor_act_update_s']:.2f} s")
+        )
+    print(f"{'':16}{'median':>18}  analytic work, GFLOP/s")
+    for name, value, note in rows:
+        print(f"{name:16}{value:>18}  {note}")
+
+
+def sweep(args: argparse.Namespace) -> list[dict]:
+    """s/act and s/update as model_size, num_samples and horizon grow; a markdown table."""
+    results = []
+    for size, samples, horizon in tqdm(SWEEP, desc="sweep", disable=args.quick):
+        args.model_size = size
+        results.append(measure(args, [f"num_samples={samples}", f"horizon={horizon}"]))
+    print(
+        "| model_size | num_samples | horizon | s/act | s/update | GFLOP act | "
+        "GFLOP/s act | GFLOP/s update |\n|---|---|---|---|---|---|---|---|"
+    )
+    for r in results:
+        print(
+            f"| {r['model_size']} | {r['num_samples']} | {r['horizon']} | {r['act_s']:.3f} | "
+            f"{r['update_s']:.3f} | {r['gflop_act']:.1f} | {r['gflops_act']:.0f} | "
+            f"{r['gflops_update']:.0f} |"
+        )
+    print(f"threads {results[0]['threads']}, matmul peak {results[0]['peak_gflops']:.0f} GFLOP/s")
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--task", default="walker-walk")
+    p.add_argument("--model-size", type=int, default=5)
+    p.add_argument("--agent", choices=("flat", "director"), default="flat")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--threads", type=int, default=None, help="default: the config's `threads`")
+    p.add_argument("--repeats", type=int, default=10, help="measured training steps")
+    p.add_argument("--warmup", type=int, default=3, help="untimed training steps first")
+    p.add_argument("--quick", action="store_true", help="tiny model and window, for tests")
+    p.add_argument("--sweep", action="store_true", help="scaling table instead of one run")
+    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p.add_argument("override", nargs="*", default=[], help="extra Hydra overrides (key=value)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.sweep:
+        out: dict | list = sweep(args)
+    else:
+        out = measure(args)
+        print_result(out)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

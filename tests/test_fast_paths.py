@@ -1,0 +1,277 @@
+"""The optimised paths equal plain reference computations written out here.
+
+References use ATen's own ops (F.mish, F.layer_norm, softmax, a per-head loop, the
+planner's loop over the unfused modules) on fixed inputs; agreement is to float tolerance.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tdmpc2.agent import TDMPC2, compiled
+from tdmpc2.common import layers
+from tdmpc2.common.layers import NormedLinear, QEnsemble, dropout, mish, normalize, simnorm
+from tdmpc2.common.math import TwoHot
+from tests.conftest import TINY, make_cfg
+
+HAS_DIRECTOR = importlib.util.find_spec("tdmpc2.common.goal_vae") is not None
+
+
+def plain_mlp(seq: torch.nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """Linear -> LayerNorm -> Mish (or SimNorm) layer by layer, with ATen's reference ops."""
+    for layer in seq:
+        x = F.linear(x, layer.weight, layer.bias)
+        if isinstance(layer, NormedLinear):
+            x = F.layer_norm(x, x.shape[-1:], layer.ln.weight, layer.ln.bias, layer.ln.eps)
+            if isinstance(layer.act, layers.SimNorm):
+                x = torch.softmax(x.unflatten(-1, (-1, layer.act.group)), -1).flatten(-2)
+            else:
+                x = F.mish(x)
+    return x
+
+
+def plain_q(q: QEnsemble, x: torch.Tensor, head: int) -> torch.Tensor:
+    """One Q head as a plain loop over its layers."""
+    for i in range(3):
+        x = x @ q.weights[i][head] + q.biases[i][head]
+        if i < 2:
+            x = F.layer_norm(x, x.shape[-1:]) * q.ln_weights[i][head] + q.ln_biases[i][head]
+            x = F.mish(x)
+    return x
+
+
+def randomised(agent: TDMPC2) -> TDMPC2:
+    """Non-trivial weights: the zero-initialised output layers would hide mistakes."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in agent.model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    return agent
+
+
+@pytest.fixture
+def agent() -> TDMPC2:
+    torch.manual_seed(0)
+    return randomised(TDMPC2(make_cfg([*TINY, "num_q=5"])))
+
+
+# ---------------------------------------------------------------- activations
+def test_mish_matches_aten_forward_and_backward():
+    x = torch.cat([torch.linspace(-100, 100, 4001), torch.tensor([0.0, 1e-6, -1e-6, 1e4, -1e4])])
+    ref = F.mish(x.double())
+    assert torch.allclose(mish(x).double(), ref, rtol=1e-6, atol=1e-5)
+    assert torch.allclose(mish(x.clone(), inplace=True).double(), ref, rtol=1e-6, atol=1e-5)
+    xg = x.clone().requires_grad_()
+    mish(xg).backward(torch.ones_like(x))
+    xr = x.double().requires_grad_()
+    F.mish(xr).backward(torch.ones_like(xr))
+    assert torch.isfinite(xg.grad).all()
+    assert torch.allclose(xg.grad.double(), xr.grad, atol=1e-5)
+    assert torch.autograd.gradcheck(
+        mish, (torch.randn(30, dtype=torch.double, requires_grad=True),)
+    )
+
+
+def test_normalize_and_simnorm_match_plain_ops():
+    x = torch.randn(6, 40) * 4
+    assert torch.allclose(normalize(x), F.layer_norm(x, (40,)), atol=1e-6)
+    y = torch.randn(5, 24) * 30  # large logits: the softmax must stay finite
+    ref = torch.softmax(y.view(5, 3, 8).double(), -1).view(5, 24)
+    assert torch.allclose(simnorm(y, 8).double(), ref, atol=1e-6)
+
+
+def test_dropout_has_the_bernoulli_distribution():
+    torch.manual_seed(0)
+    x = torch.ones(1000, 1000, requires_grad=True)
+    p = 0.01
+    y = dropout(x, p, training=True)
+    kept = y != 0
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
+    rate = 1 - kept.float().mean().item()
+    assert abs(rate - p) < 5 * math.sqrt(p * (1 - p) / x.numel())
+    rows = (~kept).float().mean(1)  # drops spread evenly, not clustered
+    assert abs(rows[:500].mean().item() - rows[500:].mean().item()) < 0.002
+    y.sum().backward()
+    assert torch.equal(x.grad, kept.float() / (1 - p))
+    assert dropout(x, p, training=False) is x
+
+
+# ---------------------------------------------------------------- world model
+def test_step_equals_the_plain_dynamics_and_reward(agent):
+    m = agent.model
+    z = simnorm(torch.randn(7, 32), 8)
+    a = torch.rand(7, 3) * 2 - 1
+    za = torch.cat([z, a], -1)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            next_z, reward = m.step(z, a)
+        assert torch.allclose(next_z, plain_mlp(m._dynamics, za), atol=1e-5)
+        assert torch.allclose(reward, plain_mlp(m._reward, za), atol=1e-5)
+        assert torch.allclose(next_z, m.next(z, a), atol=1e-5)
+    # One latent shared by every action: its product with the weights is broadcast.
+    with torch.no_grad():
+        next_z, reward = m.step(z[:1], a)
+    za = torch.cat([z[:1].expand(7, -1), a], -1)
+    assert torch.allclose(next_z, plain_mlp(m._dynamics, za), atol=1e-5)
+    assert torch.allclose(reward, plain_mlp(m._reward, za), atol=1e-5)
+
+
+def test_planning_sees_every_optimiser_step(agent):
+    """No copy of the weights is cached: after fused-Adam updates the planner's step still
+    equals the plain modules, and both moved."""
+    cfg = agent.cfg
+    g = torch.Generator().manual_seed(0)
+    H, B = cfg.horizon, cfg.batch_size
+    batch = {
+        "obs": torch.randn(H + 1, B, 5, generator=g),
+        "action": torch.rand(H, B, 3, generator=g) * 2 - 1,
+        "reward": torch.randn(H, B, 1, generator=g),
+        "terminated": torch.zeros(H, B, 1),
+    }
+
+    class Fixed:
+        def sample(self):
+            return batch
+
+    z = simnorm(torch.randn(1, 32), 8)
+    a = torch.rand(6, 3) * 2 - 1
+    with torch.no_grad():
+        before = agent.model.step(z, a)[0]
+    for _ in range(3):
+        agent.update(Fixed())
+    with torch.no_grad():
+        after = agent.model.step(z, a)[0]
+    za = torch.cat([z.expand(6, -1), a], -1)
+    assert not torch.allclose(before, after)
+    assert torch.allclose(after, plain_mlp(agent.model._dynamics, za), atol=1e-5)
+
+
+def test_pi_action_is_the_action_of_pi(agent):
+    z = simnorm(torch.randn(9, 32), 8)
+    torch.manual_seed(5)
+    expected = agent.model.pi(z)[1]
+    torch.manual_seed(5)
+    assert torch.allclose(agent.model.pi_action(z), expected, atol=1e-6)
+
+
+def test_batched_q_heads_equal_a_loop_over_heads(agent):
+    q = agent.model._Qs.eval()
+    z = simnorm(torch.randn(4, 6, 32), 8)
+    a = torch.rand(4, 6, 3) * 2 - 1
+    za = torch.cat([z, a], -1)
+    heads = torch.tensor([4, 1])
+    split = q(z, heads=heads, action=a)
+    for i, head in enumerate(heads.tolist()):
+        assert torch.allclose(q(za)[head], plain_q(q, za, head), atol=1e-5)
+        assert torch.allclose(split[i], plain_q(q, za, head), atol=1e-5)
+    # The policy loss's frozen critics: gradients reach the action only, and equal the
+    # gradients of the plain computation.
+    a1 = a.clone().requires_grad_()
+    q(z, heads=heads, detach=True, action=a1).sum().backward()
+    assert all(p.grad is None for p in q.parameters())
+    a2 = a.clone().requires_grad_()
+    sum(plain_q(q, torch.cat([z, a2], -1), h) for h in heads.tolist()).sum().backward()
+    assert torch.allclose(a1.grad, a2.grad, atol=1e-5)
+
+
+def test_two_hot_cross_entropy_broadcasts_one_target_over_heads():
+    th = TwoHot(101, -10, 10)
+    logits = torch.randn(5, 3, 8, 101)
+    target = torch.randn(3, 8, 1) * 20
+    expanded = th.cross_entropy(logits, target.unsqueeze(0).expand(5, -1, -1, -1))
+    assert torch.allclose(th.cross_entropy(logits, target), expanded)
+
+
+def test_bins_built_during_planning_still_serve_autograd():
+    th = TwoHot(11, -1, 1)
+    with torch.inference_mode():
+        th.decode(torch.randn(2, 11))
+    logits = torch.randn(2, 11, requires_grad=True)
+    th.decode(logits).sum().backward()
+    assert logits.grad is not None
+
+
+# ---------------------------------------------------------------- planning
+def plain_value(agent: TDMPC2, z: torch.Tensor, actions: torch.Tensor, goal=None):
+    """The planner's value estimate with the unfused modules and a per-head Q loop."""
+    m, cfg = agent.model, agent.cfg
+    z = z.expand(actions.shape[1], -1)
+    G, discount = 0, 1.0
+    for t in range(cfg.horizon):
+        reward = m.two_hot.decode(plain_mlp(m._reward, torch.cat([z, actions[t]], -1)))
+        z = plain_mlp(m._dynamics, torch.cat([z, actions[t]], -1))
+        if goal is not None:
+            from tdmpc2.common.goal_vae import goal_reward
+
+            kind = cfg.worker.goal_reward
+            reward = reward + cfg.worker.goal_coef * goal_reward(z, goal, kind)
+        G = G + discount * reward
+        discount *= agent.discount
+    action = m.pi(z)[1]
+    heads = torch.randperm(cfg.num_q)[:2].tolist()
+    za = torch.cat([z, action], -1)
+    q = [m.two_hot.decode(plain_q(m._Qs, za, h)) for h in heads]
+    return G + discount * 0.5 * (q[0] + q[1])
+
+
+@pytest.mark.parametrize("with_goal", [False, True])
+def test_value_estimate_equals_the_plain_loop(agent, with_goal):
+    if with_goal and not HAS_DIRECTOR:
+        pytest.skip("the Director extension is rolled back")
+    z = simnorm(torch.randn(1, 32), 8)
+    actions = torch.rand(agent.cfg.horizon, 50, 3) * 2 - 1
+    goal = simnorm(torch.randn(1, 32), 8) if with_goal else None
+    kwargs = {"goal": goal} if with_goal else {}
+    torch.manual_seed(11)
+    fast = agent._estimate_value(z, actions, **kwargs)
+    torch.manual_seed(11)
+    with torch.no_grad():
+        ref = plain_value(agent, z, actions, goal)
+    assert fast.shape == (50, 1)
+    assert torch.allclose(fast, ref, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- compile
+def test_compile_failure_warns_once_and_runs_eagerly(monkeypatch):
+    def broken(fn):
+        def fail(*args, **kwargs):
+            raise RuntimeError("no C++ compiler")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    calls = []
+
+    def double(x):
+        calls.append(x)
+        return 2 * x
+
+    run = compiled(double)
+    with pytest.warns(UserWarning, match="torch.compile of double failed"):
+        assert run(3) == 6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert run(4) == 8
+    assert calls == [3, 4]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch._inductor") is None, reason="no inductor")
+def test_compiled_step_equals_eager(agent):
+    """The compiled hot path computes what the eager one does (inductor's own kernels)."""
+    z = simnorm(torch.randn(1, 32), 8)
+    a = torch.rand(16, 3) * 2 - 1
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("always")
+        fast = compiled(agent.model.step)(z, a)
+    # A fallback to eager would make the comparison vacuous.
+    assert not [w for w in caught if "torch.compile of" in str(w.message)]
+    with torch.no_grad():
+        eager = agent.model.step(z, a)
+    for f, e in zip(fast, eager, strict=True):
+        assert torch.allclose(f, e, atol=1e-5)

@@ -1,0 +1,47 @@
+"""bench/throughput.py runs end to end and reports sane numbers (never a speed threshold)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+FIELDS = (
+    "act_s",
+    "update_s",
+    "steps_per_s",
+    "peak_rss_mb",
+    "gflops_act",
+    "gflops_update",
+    "peak_gflops",
+)
+
+
+@pytest.mark.parametrize(
+    ("agent", "trainer"), [("flat", "OnlineTrainer"), ("director", "DirectorTrainer")]
+)
+def test_quick_benchmark_reports_every_field(tmp_path, agent, trainer):
+    out = tmp_path / "throughput.json"
+    # One thread: two OpenMP threads on a CPU shared with other jobs can stall for seconds.
+    command = [sys.executable, "bench/throughput.py", "--quick", "--agent", agent]
+    command += ["--threads", "1", "--json", str(out)]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "act (MPPI)" in run.stdout
+    result = json.loads(out.read_text())
+    for field in FIELDS:
+        assert math.isfinite(result[field]) and result[field] > 0, (field, result[field])
+    assert result["trainer"] == trainer
+    assert result["agent"] == agent
+    assert result["threads"] == 1
+    assert result["compile"] is False
+    assert result["task"] == "walker-walk"
+    assert result["model_size"] == 5
+    assert result["torch"]
+    # The analytic counts grow with the work: an update of a batch costs more than nothing.
+    assert result["gflop_act"] > 0 and result["gflop_update"] > 0

@@ -52,3 +52,11 @@ def make_cfg(overrides: list[str], obs_dim: int = 5, action_dim: int = 3) -> Dic
 def tiny_cfg() -> DictConfig:
     torch.manual_seed(0)
     return make_cfg(TINY)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def restore_threads():
+    """threads=1 is process-wide: every test module starts from the default again."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -17,7 +17,6 @@ from tdmpc2.common.checkpoint import CheckpointError
 from tdmpc2.evaluate import evaluate
 from tdmpc2.train import build
 from tests.conftest import ROOT, TINY, compose_cfg
-from tests.test_resume import restore_threads  # noqa: F401  (autouse fixture)
 
 ENV = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
 TOY = [

@@ -38,6 +38,13 @@ def test_two_hot_round_trip_and_cross_entropy_minimum():
     assert (th.cross_entropy(logits, x) <= th.cross_entropy(torch.zeros(6, 101), x)).all()
 
 
+def test_two_hot_of_nan_is_a_nan_loss_not_a_crash():
+    th = TwoHot(101, -10, 10)
+    x = torch.tensor([[float("nan")], [1.0]])
+    loss = th.cross_entropy(torch.zeros(2, 101), x)
+    assert torch.isnan(loss[0]).all() and torch.isfinite(loss[1]).all()
+
+
 @pytest.mark.parametrize(
     ("length", "expected"), [(500, 0.99), (1000, 0.995), (10, 0.95), (100, 0.95)]
 )
@@ -120,6 +127,15 @@ def test_update_lowers_loss_on_a_fixed_batch(tiny_cfg):
     assert float(last["reward_loss"]) < 0.7 * float(first["reward_loss"])
     assert float(last["total_loss"]) < float(first["total_loss"])
     assert all(torch.isfinite(v).all() for v in last.values())
+
+
+def test_a_nan_reward_skips_the_update_and_leaves_the_weights(tiny_cfg):
+    agent = TDMPC2(tiny_cfg)
+    buffer = FixedBatch(tiny_cfg)
+    buffer.batch["reward"][0, 0, 0] = float("nan")
+    before = [p.clone() for p in agent.model.parameters()]
+    assert agent.update(buffer) == {"nonfinite": 1.0}
+    assert all(torch.equal(a, b) for a, b in zip(before, agent.model.parameters(), strict=True))
 
 
 def test_target_critics_follow_online_critics_slowly(tiny_cfg):

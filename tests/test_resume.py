@@ -59,14 +59,6 @@ WALKER = [  # 500-step episodes: updates start when the first one ends
 TIMING = {"elapsed_time", "steps_per_s"}  # the only columns allowed to differ
 
 
-@pytest.fixture(scope="module", autouse=True)
-def restore_threads():
-    """threads=1 is process-wide; the other test modules get the default back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def start(overrides: list[str], run_dir: Path) -> Trainer:
     args = [*overrides, f"work_dir={run_dir}"]
     return build(compose_cfg(args), args)

@@ -48,10 +48,13 @@ class TwoHot:
         return self._bins[device]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Scalars [..., 1] -> two-hot targets [..., num_bins]."""
+        """Scalars [..., 1] -> two-hot targets [..., num_bins].
+
+        A NaN scalar gives a NaN target (a NaN loss the update can skip), not a bad index.
+        """
         x = symlog(x.squeeze(-1)).clamp(self.vmin, self.vmax)
         pos = (x - self.vmin) / self.bin_size
-        lo = pos.floor().clamp(max=self.num_bins - 2)
+        lo = pos.nan_to_num(0).floor().clamp(max=self.num_bins - 2)
         frac = (pos - lo).unsqueeze(-1)
         lo = lo.long().unsqueeze(-1)
         out = torch.zeros(*x.shape, self.num_bins, device=x.device, dtype=x.dtype)

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tdmpc2.common import cpu_kernels
+
 LOG2E = 1.0 / math.log(2.0)
 _ONE, _MINUS_ONE = torch.ones(()), -torch.ones(())
 
@@ -161,6 +163,8 @@ class NormedLinear(nn.Linear):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fusable(x):
+            return self._fused(F.linear(x, self.weight), self.bias)
         return self._normalize_activate(F.linear(x, self.weight, self.bias))
 
     def forward_shared(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -170,7 +174,16 @@ class NormedLinear(nn.Linear):
         """
         k = z.shape[-1]
         zw = torch.addmm(self.bias, z, self.weight[:, :k].T)
+        if self._fusable(a):
+            return self._fused(a @ self.weight[:, k:].T, zw)
         return self._normalize_activate(torch.addmm(zw, a, self.weight[:, k:].T))
+
+    def _fusable(self, x: torch.Tensor) -> bool:
+        return self.dropout is None and isinstance(self.act, Mish) and cpu_kernels.usable(x)
+
+    def _fused(self, xw: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """The native kernel adds the bias: the matmul skips broadcasting it into its output."""
+        return cpu_kernels.ln_mish(xw, self.ln.weight, self.ln.bias, self.ln.eps, lin_bias=bias)
 
     def _normalize_activate(self, x: torch.Tensor) -> torch.Tensor:
         if self.dropout is not None:
@@ -240,18 +253,29 @@ class QEnsemble(nn.Module):
 
         lead = x.shape[:-1]
         n = len(heads) if heads is not None else self.num_q
-        h = x.reshape(1, -1, x.shape[-1]).expand(n, -1, -1)
-        w = param(self.weights[0])
-        h = torch.baddbmm(param(self.biases[0]), h, w[:, : h.shape[-1]])
+        k = x.shape[-1]
+        drop = self.dropout > 0 and self.training
+        fuse = cpu_kernels.usable(x)
+        # With the native kernel, a hidden layer's bias is added inside it rather than
+        # broadcast into the matmul's output first; dropout follows the bias, though.
+        late_bias = fuse and not drop
+        h = x.reshape(1, -1, k).expand(n, -1, -1)
+        w, b = param(self.weights[0]), param(self.biases[0])
+        h = torch.bmm(h, w[:, :k]) if late_bias else torch.baddbmm(b, h, w[:, :k])
         if action is not None:
             a = action.reshape(1, -1, action.shape[-1]).expand(n, -1, -1)
-            h = torch.baddbmm(h, a, w[:, x.shape[-1] :])
+            h = torch.baddbmm(h, a, w[:, k:])
         for i in (1, 2):
-            if i == 1 and self.dropout > 0:
-                h = dropout(h, self.dropout, self.training)
-            h = normalize(h)
-            h = torch.addcmul(param(self.ln_biases[i - 1]), h, param(self.ln_weights[i - 1]))
-            h = torch.baddbmm(param(self.biases[i]), mish(h, inplace=True), param(self.weights[i]))
+            if i == 1 and drop:
+                h = dropout(h, self.dropout, True)
+            ln_w, ln_b = param(self.ln_weights[i - 1]), param(self.ln_biases[i - 1])
+            if fuse:
+                h = cpu_kernels.ln_mish(h, ln_w, ln_b, lin_bias=b if late_bias else None)
+            else:
+                h = mish(torch.addcmul(ln_b, normalize(h), ln_w), inplace=True)
+            w, b = param(self.weights[i]), param(self.biases[i])
+            late_bias = fuse and i == 1
+            h = torch.bmm(h, w) if late_bias else torch.baddbmm(b, h, w)
         return h.reshape(n, *lead, h.shape[-1])
 
 

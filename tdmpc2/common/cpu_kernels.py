@@ -1,0 +1,205 @@
+"""Native fused kernels for the CPU (cpu_kernels.c): built on first use, optional.
+
+A hidden layer's LayerNorm -> Mish is a chain of memory-bound ATen kernels; on the CPU
+that chain costs as much as a third of the layer's matmul. The C file fuses it into one
+pass per row, forward and backward. It is compiled once per machine with the system C
+compiler into a cache directory, and its OpenMP threads are PyTorch's own (the same
+libgomp). Without a compiler, or with TDMPC2_CPU_KERNELS=0, `library()` is None and the
+layers keep their ATen path, with one warning when a build fails. CUDA never uses it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("cpu_kernels.c")
+# -ffast-math only when compiling: linked into a shared library it would also switch the
+# whole process to flush-to-zero on load.
+COMPILE_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fPIC"]
+_P, _I64 = ctypes.c_void_p, ctypes.c_int64
+_SIGNATURES = {
+    "ln_mish_forward": [_P] * 7 + [_I64] * 3 + [ctypes.c_float],
+    "ln_mish_backward": [_P] * 7 + [_I64] * 3 + [ctypes.c_int],
+    "max_threads": [],
+}
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "tdmpc2" / "kernels"
+
+
+def _cpu_model() -> str:
+    """Part of the cache key: -march=native code must not run on another CPU."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "flags")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _build(compiler: str, openmp: bool) -> Path:
+    """Compiles SOURCE into the cache (atomically, so concurrent processes can race)."""
+    torch_lib = Path(torch.__file__).parent / "lib"
+    omp = ["-fopenmp"] if openmp else []
+    # torch's own libgomp.so.1: the loader reuses the copy torch already has loaded.
+    link = [f"-L{torch_lib}", f"-Wl,-rpath,{torch_lib}", *omp]
+    key = hashlib.sha256(
+        "\n".join(
+            [SOURCE.read_text(), compiler, *COMPILE_FLAGS, *omp, *link, _cpu_model()]
+        ).encode()
+    ).hexdigest()[:16]
+    target = cache_dir() / f"cpu_kernels-{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        obj, lib = Path(tmp) / "k.o", Path(tmp) / "k.so"
+        for cmd in (
+            [compiler, *COMPILE_FLAGS, *omp, "-c", str(SOURCE), "-o", str(obj)],
+            [compiler, "-shared", str(obj), "-o", str(lib), *link],
+        ):
+            subprocess.run(cmd, check=True, capture_output=True, text=True)
+        os.replace(lib, target)
+    return target
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, or None (disabled, not on Linux/macOS, or no working compiler)."""
+    if os.environ.get("TDMPC2_CPU_KERNELS", "1") == "0" or os.name != "posix":
+        return None
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None
+    errors = []
+    for openmp in (True, False):  # Apple's clang has no -fopenmp: single-threaded then
+        try:
+            lib = ctypes.CDLL(str(_build(compiler, openmp)))
+            break
+        except (OSError, subprocess.CalledProcessError) as err:
+            detail = getattr(err, "stderr", None) or str(err)
+            errors.append(detail.strip().splitlines()[-1] if detail.strip() else repr(err))
+    else:
+        warnings.warn(
+            f"could not build the fused CPU kernels ({'; '.join(errors)}); "
+            "using ATen's LayerNorm and Mish (slower, same results)",
+            stacklevel=2,
+        )
+        return None
+    for name, argtypes in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, (ctypes.c_int if name == "max_threads" else None)
+    return lib
+
+
+def usable(x: torch.Tensor) -> bool:
+    """Whether `ln_mish` runs natively on x (eager fp32 on the CPU, kernels built)."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.compiler.is_compiling()
+        and library() is not None
+    )
+
+
+def _groups(x: torch.Tensor, weight: torch.Tensor) -> tuple[int, int, int]:
+    """(rows, cols, rows per weight row): x [..., cols], weight [cols] or [G, 1, cols]."""
+    cols = x.shape[-1]
+    rows = x.numel() // cols
+    return rows, cols, rows // (weight.numel() // cols)
+
+
+def _forward(x, lin_bias, weight, bias, eps, xhat=None, rstd=None) -> torch.Tensor:
+    rows, cols, group_rows = _groups(x, weight)
+    y = torch.empty_like(x)
+    library().ln_mish_forward(
+        x.data_ptr(),
+        lin_bias.data_ptr(),
+        weight.data_ptr(),
+        bias.data_ptr(),
+        y.data_ptr(),
+        None if xhat is None else xhat.data_ptr(),
+        None if rstd is None else rstd.data_ptr(),
+        rows,
+        cols,
+        group_rows,
+        eps,
+    )
+    return y
+
+
+class _LNMish(torch.autograd.Function):
+    """Saves the normalised input and 1/std: half the memory ATen's chain keeps."""
+
+    @staticmethod
+    def forward(ctx, x, lin_bias, weight, bias, eps):
+        xhat, rstd = torch.empty_like(x), x.new_empty(x.numel() // x.shape[-1])
+        y = _forward(x, lin_bias, weight, bias, eps, xhat, rstd)
+        ctx.save_for_backward(xhat, rstd, weight, bias)
+        ctx.lin_bias_shape = lin_bias.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        xhat, rstd, weight, bias = ctx.saved_tensors
+        grad = grad.contiguous()
+        rows, cols, group_rows = _groups(grad, weight)
+        lib = library()
+        threads = max(lib.max_threads(), 1)
+        # The critics frozen inside the policy loss need only dx.
+        params = any(ctx.needs_input_grad[1:4])
+        partial = grad.new_zeros(threads, 3, weight.numel()) if params else None
+        dx = torch.empty_like(grad)
+        lib.ln_mish_backward(
+            grad.data_ptr(),
+            xhat.data_ptr(),
+            rstd.data_ptr(),
+            weight.data_ptr(),
+            bias.data_ptr(),
+            dx.data_ptr(),
+            None if partial is None else partial.data_ptr(),
+            rows,
+            cols,
+            group_rows,
+            threads,
+        )
+        if not params:
+            return dx, None, None, None, None
+        dw, db, dlb = partial.sum(0).view(3, *weight.shape).unbind(0)
+        return dx, dlb.view(ctx.lin_bias_shape), dw, db, None
+
+
+def ln_mish(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    eps: float = 1e-5,
+    lin_bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """mish(layer_norm(x + lin_bias) * weight + bias) over the last dimension; needs `usable(x)`.
+
+    weight, bias and lin_bias are [cols], or [G, 1, cols] for x [G, rows, cols] (one row
+    per group). `lin_bias` is the preceding linear layer's bias, left out of its matmul.
+    """
+    if lin_bias is None:
+        lin_bias = torch.zeros_like(weight)
+    x, weight, bias = x.contiguous(), weight.contiguous(), bias.contiguous()
+    lin_bias = lin_bias.contiguous()
+    tensors = (x, lin_bias, weight, bias)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return _LNMish.apply(*tensors, eps)
+    return _forward(*tensors, eps)

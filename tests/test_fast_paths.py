@@ -111,18 +111,23 @@ def close_to_scale(x: torch.Tensor, ref: torch.Tensor, rel: float = 1e-5) -> boo
     return bool((x - ref).abs().max() <= rel * ref.abs().max() + 1e-6)
 
 
-def reference_ln_mish(x, lin_bias, weight, bias):
-    return F.mish(F.layer_norm(x + lin_bias, x.shape[-1:]) * weight + bias)
+def reference_ln_act(x, lin_bias, weight, bias, simplex):
+    v = F.layer_norm(x + lin_bias, x.shape[-1:]) * weight + bias
+    if simplex:
+        return torch.softmax(v.unflatten(-1, (-1, simplex)), -1).flatten(-2)
+    return F.mish(v)
 
 
 @needs_kernels
 @pytest.mark.parametrize("groups", [None, 3])
 @pytest.mark.parametrize("train_params", [True, False])
-def test_native_ln_mish_matches_aten_in_float64(groups, train_params):
-    """Forward and all four gradients; 70 columns are not a multiple of the kernel's lanes,
-    and a few large weights push the Mish input to +-100 (its capped exponent)."""
+@pytest.mark.parametrize("simplex", [0, 8])
+def test_native_ln_act_matches_aten_in_float64(groups, train_params, simplex):
+    """Forward and all four gradients, Mish and SimNorm. 72 columns are not a multiple of
+    the kernel's lanes, and a few large weights push the activation's input to +-100
+    (Mish's capped exponent; softmax terms that underflow)."""
     g = torch.Generator().manual_seed(0)
-    shape, pshape = ((groups, 29, 70), (groups, 1, 70)) if groups else ((37, 70), (70,))
+    shape, pshape = ((groups, 29, 72), (groups, 1, 72)) if groups else ((37, 72), (72,))
     x = torch.randn(shape, generator=g, dtype=torch.double) * 3
     weight = torch.rand(pshape, generator=g, dtype=torch.double) + 0.5
     weight[..., :3] = 40.0
@@ -132,13 +137,14 @@ def test_native_ln_mish_matches_aten_in_float64(groups, train_params):
         t.clone().requires_grad_(i == 0 or train_params)
         for i, t in enumerate((x, lin_bias, weight, bias))
     ]
-    ref = reference_ln_mish(*ref_in)
+    ref = reference_ln_act(*ref_in, simplex)
     ref.backward(grad)
     fast_in = [
         t.float().requires_grad_(r.requires_grad)
         for t, r in zip((x, lin_bias, weight, bias), ref_in, strict=True)
     ]
-    fast = cpu_kernels.ln_mish(fast_in[0], fast_in[2], fast_in[3], lin_bias=fast_in[1])
+    x32, lin_bias32, weight32, bias32 = fast_in
+    fast = cpu_kernels.ln_act(x32, weight32, bias32, lin_bias=lin_bias32, simplex=simplex)
     fast.backward(grad.float())
     assert torch.allclose(fast.double(), ref, rtol=1e-5, atol=1e-5)
     for f, r in zip(fast_in, ref_in, strict=True):
@@ -148,16 +154,16 @@ def test_native_ln_mish_matches_aten_in_float64(groups, train_params):
         assert f.grad.shape == r.grad.shape
         assert close_to_scale(f.grad.double(), r.grad)
     with torch.no_grad():  # the inference path (no saved tensors) gives the same values
-        assert torch.equal(
-            cpu_kernels.ln_mish(fast_in[0], fast_in[2], fast_in[3], lin_bias=fast_in[1]), fast
-        )
+        again = cpu_kernels.ln_act(x32, weight32, bias32, lin_bias=lin_bias32, simplex=simplex)
+    assert torch.equal(again, fast)
 
 
 @needs_kernels
-def test_native_ln_mish_propagates_nan_per_row():
+@pytest.mark.parametrize("simplex", [0, 8])
+def test_native_ln_act_propagates_nan_per_row(simplex):
     x = torch.randn(4, 64)
     x[1, 5] = float("nan")
-    y = cpu_kernels.ln_mish(x, torch.ones(64), torch.zeros(64))
+    y = cpu_kernels.ln_act(x, torch.ones(64), torch.zeros(64), simplex=simplex)
     assert torch.isnan(y[1]).all()
     assert torch.isfinite(y[[0, 2, 3]]).all()
 

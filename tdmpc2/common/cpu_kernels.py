@@ -1,8 +1,8 @@
 """Native fused kernels for the CPU (cpu_kernels.c): built on first use, optional.
 
-A hidden layer's LayerNorm -> Mish is a chain of memory-bound ATen kernels; on the CPU
-that chain costs as much as a third of the layer's matmul. The C file fuses it into one
-pass per row, forward and backward. It is compiled once per machine with the system C
+A layer's bias -> LayerNorm -> Mish (or SimNorm) is a chain of memory-bound ATen kernels;
+on the CPU that chain costs as much as a third of the layer's matmul. The C file fuses it
+into one pass per row, forward and backward. It is compiled once per machine with the system C
 compiler into a cache directory, and its OpenMP threads are PyTorch's own (the same
 libgomp). Without a compiler, or with TDMPC2_CPU_KERNELS=0, `library()` is None and the
 layers keep their ATen path, with one warning when a build fails. CUDA never uses it.
@@ -24,13 +24,23 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("cpu_kernels.c")
-# -ffast-math only when compiling: linked into a shared library it would also switch the
-# whole process to flush-to-zero on load.
-COMPILE_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fPIC"]
+# -ffast-math without its finite-math assumption, so that NaN still propagates (the
+# update skips non-finite losses), and without linking crtfastmath, which would switch
+# the whole process to flush-to-zero.
+COMPILE_FLAGS = [
+    "-O3",
+    "-march=native",
+    "-fPIC",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-fno-signed-zeros",
+    "-fassociative-math",
+    "-freciprocal-math",
+]
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 _SIGNATURES = {
-    "ln_mish_forward": [_P] * 7 + [_I64] * 3 + [ctypes.c_float],
-    "ln_mish_backward": [_P] * 7 + [_I64] * 3 + [ctypes.c_int],
+    "ln_act_forward": [_P] * 6 + [_I64] * 4 + [ctypes.c_float],
+    "ln_act_backward": [_P] * 9 + [_I64] * 4 + [ctypes.c_int],
     "max_threads": [],
 }
 
@@ -107,7 +117,7 @@ def library() -> ctypes.CDLL | None:
 
 
 def usable(x: torch.Tensor) -> bool:
-    """Whether `ln_mish` runs natively on x (eager fp32 on the CPU, kernels built)."""
+    """Whether `ln_act` runs natively on x (eager fp32 on the CPU, kernels built)."""
     return (
         x.device.type == "cpu"
         and x.dtype == torch.float32
@@ -123,39 +133,41 @@ def _groups(x: torch.Tensor, weight: torch.Tensor) -> tuple[int, int, int]:
     return rows, cols, rows // (weight.numel() // cols)
 
 
-def _forward(x, lin_bias, weight, bias, eps, xhat=None, rstd=None) -> torch.Tensor:
+def _forward(x, lin_bias, weight, bias, eps, simplex, mean_rstd=None) -> torch.Tensor:
     rows, cols, group_rows = _groups(x, weight)
     y = torch.empty_like(x)
-    library().ln_mish_forward(
+    library().ln_act_forward(
         x.data_ptr(),
         lin_bias.data_ptr(),
         weight.data_ptr(),
         bias.data_ptr(),
         y.data_ptr(),
-        None if xhat is None else xhat.data_ptr(),
-        None if rstd is None else rstd.data_ptr(),
+        None if mean_rstd is None else mean_rstd.data_ptr(),
         rows,
         cols,
         group_rows,
+        simplex,
         eps,
     )
     return y
 
 
-class _LNMish(torch.autograd.Function):
-    """Saves the normalised input and 1/std: half the memory ATen's chain keeps."""
+class _LNAct(torch.autograd.Function):
+    """Keeps the input and each row's mean and 1/std (plus the output for SimNorm): the
+    backward pass recomputes the normalised row instead of storing it."""
 
     @staticmethod
-    def forward(ctx, x, lin_bias, weight, bias, eps):
-        xhat, rstd = torch.empty_like(x), x.new_empty(x.numel() // x.shape[-1])
-        y = _forward(x, lin_bias, weight, bias, eps, xhat, rstd)
-        ctx.save_for_backward(xhat, rstd, weight, bias)
-        ctx.lin_bias_shape = lin_bias.shape
+    def forward(ctx, x, lin_bias, weight, bias, eps, simplex):
+        mean_rstd = x.new_empty(x.numel() // x.shape[-1], 2)
+        y = _forward(x, lin_bias, weight, bias, eps, simplex, mean_rstd)
+        out = y if simplex else None
+        ctx.save_for_backward(x, lin_bias, weight, bias, mean_rstd, out)
+        ctx.simplex = simplex
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        xhat, rstd, weight, bias = ctx.saved_tensors
+        x, lin_bias, weight, bias, mean_rstd, y = ctx.saved_tensors
         grad = grad.contiguous()
         rows, cols, group_rows = _groups(grad, weight)
         lib = library()
@@ -164,10 +176,12 @@ class _LNMish(torch.autograd.Function):
         params = any(ctx.needs_input_grad[1:4])
         partial = grad.new_zeros(threads, 3, weight.numel()) if params else None
         dx = torch.empty_like(grad)
-        lib.ln_mish_backward(
+        lib.ln_act_backward(
             grad.data_ptr(),
-            xhat.data_ptr(),
-            rstd.data_ptr(),
+            None if y is None else y.data_ptr(),
+            x.data_ptr(),
+            lin_bias.data_ptr(),
+            mean_rstd.data_ptr(),
             weight.data_ptr(),
             bias.data_ptr(),
             dx.data_ptr(),
@@ -175,31 +189,32 @@ class _LNMish(torch.autograd.Function):
             rows,
             cols,
             group_rows,
+            ctx.simplex,
             threads,
         )
         if not params:
-            return dx, None, None, None, None
+            return dx, None, None, None, None, None
         dw, db, dlb = partial.sum(0).view(3, *weight.shape).unbind(0)
-        return dx, dlb.view(ctx.lin_bias_shape), dw, db, None
+        return dx, dlb.view(lin_bias.shape), dw, db, None, None
 
 
-def ln_mish(
+def ln_act(
     x: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor,
     eps: float = 1e-5,
     lin_bias: torch.Tensor | None = None,
+    simplex: int = 0,
 ) -> torch.Tensor:
-    """mish(layer_norm(x + lin_bias) * weight + bias) over the last dimension; needs `usable(x)`.
+    """act(layer_norm(x + lin_bias) * weight + bias) over the last dimension; needs `usable(x)`.
 
-    weight, bias and lin_bias are [cols], or [G, 1, cols] for x [G, rows, cols] (one row
-    per group). `lin_bias` is the preceding linear layer's bias, left out of its matmul.
+    act is Mish, or with `simplex` > 0 SimNorm over groups of that many columns. weight,
+    bias and lin_bias are [cols], or [G, 1, cols] for x [G, rows, cols] (one row per
+    group). `lin_bias` is the preceding linear layer's bias, left out of its matmul.
     """
     if lin_bias is None:
         lin_bias = torch.zeros_like(weight)
-    x, weight, bias = x.contiguous(), weight.contiguous(), bias.contiguous()
-    lin_bias = lin_bias.contiguous()
-    tensors = (x, lin_bias, weight, bias)
+    tensors = tuple(t.contiguous() for t in (x, lin_bias, weight, bias))
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return _LNMish.apply(*tensors, eps)
-    return _forward(*tensors, eps)
+        return _LNAct.apply(*tensors, eps, simplex)
+    return _forward(*tensors, eps, simplex)

@@ -84,6 +84,24 @@ def _bernoulli_positions(n: int, p: float) -> torch.Tensor:
     return positions[positions < n].long()
 
 
+class _SparseDropout(torch.autograd.Function):
+    """Scales by 1 / (1 - p) and zeroes the dropped positions, forward and backward: no
+    dense mask is written or read."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, positions: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.save_for_backward(positions)
+        ctx.scale = scale
+        y = x.contiguous() * scale
+        return y.view(-1).index_fill_(0, positions, 0).view_as(y)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (positions,) = ctx.saved_tensors
+        g = grad.contiguous() * ctx.scale
+        return g.view(-1).index_fill_(0, positions, 0).view_as(g), None, None
+
+
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Inverted dropout; on the CPU only the dropped positions are drawn.
 
@@ -97,9 +115,7 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     if x.device.type != "cpu" or p >= 1 or torch.compiler.is_compiling():
         return F.dropout(x, p, training)
-    mask = torch.full(x.shape, 1 / (1 - p), dtype=x.dtype)
-    mask.view(-1)[_bernoulli_positions(mask.numel(), p)] = 0
-    return x * mask
+    return _SparseDropout.apply(x, _bernoulli_positions(x.numel(), p), 1 / (1 - p))
 
 
 _UNIT_AFFINE: dict[tuple[int, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -179,11 +195,15 @@ class NormedLinear(nn.Linear):
         return self._normalize_activate(torch.addmm(zw, a, self.weight[:, k:].T))
 
     def _fusable(self, x: torch.Tensor) -> bool:
-        return self.dropout is None and isinstance(self.act, Mish) and cpu_kernels.usable(x)
+        return (
+            self.dropout is None and isinstance(self.act, Mish | SimNorm) and cpu_kernels.usable(x)
+        )
 
     def _fused(self, xw: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """The native kernel adds the bias: the matmul skips broadcasting it into its output."""
-        return cpu_kernels.ln_mish(xw, self.ln.weight, self.ln.bias, self.ln.eps, lin_bias=bias)
+        simplex = self.act.group if isinstance(self.act, SimNorm) else 0
+        ln = self.ln
+        return cpu_kernels.ln_act(xw, ln.weight, ln.bias, ln.eps, lin_bias=bias, simplex=simplex)
 
     def _normalize_activate(self, x: torch.Tensor) -> torch.Tensor:
         if self.dropout is not None:
@@ -270,7 +290,7 @@ class QEnsemble(nn.Module):
                 h = dropout(h, self.dropout, True)
             ln_w, ln_b = param(self.ln_weights[i - 1]), param(self.ln_biases[i - 1])
             if fuse:
-                h = cpu_kernels.ln_mish(h, ln_w, ln_b, lin_bias=b if late_bias else None)
+                h = cpu_kernels.ln_act(h, ln_w, ln_b, lin_bias=b if late_bias else None)
             else:
                 h = mish(torch.addcmul(ln_b, normalize(h), ln_w), inplace=True)
             w, b = param(self.weights[i]), param(self.biases[i])

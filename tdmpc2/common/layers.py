@@ -273,29 +273,22 @@ class QEnsemble(nn.Module):
 
         lead = x.shape[:-1]
         n = len(heads) if heads is not None else self.num_q
-        k = x.shape[-1]
-        drop = self.dropout > 0 and self.training
         fuse = cpu_kernels.usable(x)
-        # With the native kernel, a hidden layer's bias is added inside it rather than
-        # broadcast into the matmul's output first; dropout follows the bias, though.
-        late_bias = fuse and not drop
-        h = x.reshape(1, -1, k).expand(n, -1, -1)
-        w, b = param(self.weights[0]), param(self.biases[0])
-        h = torch.bmm(h, w[:, :k]) if late_bias else torch.baddbmm(b, h, w[:, :k])
+        h = x.reshape(1, -1, x.shape[-1]).expand(n, -1, -1)
+        w = param(self.weights[0])
+        h = torch.baddbmm(param(self.biases[0]), h, w[:, : h.shape[-1]])
         if action is not None:
             a = action.reshape(1, -1, action.shape[-1]).expand(n, -1, -1)
-            h = torch.baddbmm(h, a, w[:, k:])
+            h = torch.baddbmm(h, a, w[:, x.shape[-1] :])
         for i in (1, 2):
-            if i == 1 and drop:
-                h = dropout(h, self.dropout, True)
+            if i == 1 and self.dropout > 0:
+                h = dropout(h, self.dropout, self.training)
             ln_w, ln_b = param(self.ln_weights[i - 1]), param(self.ln_biases[i - 1])
             if fuse:
-                h = cpu_kernels.ln_act(h, ln_w, ln_b, lin_bias=b if late_bias else None)
+                h = cpu_kernels.ln_act(h, ln_w, ln_b)
             else:
                 h = mish(torch.addcmul(ln_b, normalize(h), ln_w), inplace=True)
-            w, b = param(self.weights[i]), param(self.biases[i])
-            late_bias = fuse and i == 1
-            h = torch.bmm(h, w) if late_bias else torch.baddbmm(b, h, w)
+            h = torch.baddbmm(param(self.biases[i]), h, param(self.weights[i]))
         return h.reshape(n, *lead, h.shape[-1])
 
 

@@ -127,14 +127,11 @@ class TDMPC2:
         return (mu if eval_mode else pi)[0].cpu()
 
     @torch.no_grad()
-    def _estimate_value(
-        self,
-        z: torch.Tensor,
-        actions: torch.Tensor,
-        task: int | None = None,
-        goal: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Discounted return of latent rollouts plus the policy's Q at the end: [N, 1].
+    def _rollout(
+        self, z: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Discounted reward sum [N, 1] of latent rollouts, their last latents, and the
+        discount after the horizon.
 
         z is [N, latent], or [1, latent] when all N rollouts start from the same latent.
         A `goal` adds `goal_coef * goal_reward(z', goal)` for each imagined next latent z'.
@@ -149,6 +146,26 @@ class TDMPC2:
                 )
             G = G + discount * reward
             discount *= self.discount
+        return G, z, discount
+
+    @torch.no_grad()
+    def _estimate_value(
+        self,
+        z: torch.Tensor,
+        actions: torch.Tensor,
+        task: int | None = None,
+        goal: torch.Tensor | None = None,
+        prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Discounted return of latent rollouts plus the policy's Q at the end: [N, 1].
+
+        `prefix` is (G, last latents) of rows rolled out before, placed ahead of these:
+        the policy prior's trajectories keep their actions through all MPPI iterations
+        and the rollout is deterministic, so only their terminal value is drawn again.
+        """
+        G, z, discount = self._rollout(z, actions, goal)
+        if prefix is not None:
+            G, z = torch.cat([prefix[0], G]), torch.cat([prefix[1], z])
         action = self.model.pi_action(z)
         return G + discount * self.model.Q(z, action, return_type="avg")
 
@@ -177,12 +194,15 @@ class TDMPC2:
         std = torch.full((H, A), float(cfg.max_std), device=self.device)
         if not t0:
             mean[:-1] = self._prev_mean[1:]
+        # z stays one row: every rollout starts from it (see _rollout). The policy prior's
+        # trajectories are rolled out once, not once per iteration.
+        prefix = self._rollout(z, actions[:, :n_pi], goal)[:2] if n_pi > 0 else None
         sampled = actions[:, n_pi:]
         for _ in range(cfg.iterations):
             noise = torch.randn(H, N - n_pi, A, device=self.device)
             torch.addcmul(mean.unsqueeze(1), std.unsqueeze(1), noise, out=sampled).clamp_(-1, 1)
-            # z stays one row: every rollout starts from it (see _estimate_value).
-            value = self._estimate_value(z, actions, task, goal).nan_to_num_(0).squeeze(1)
+            value = self._estimate_value(z, sampled, task, goal, prefix)
+            value = value.nan_to_num_(0).squeeze(1)
             elite_value, elite_idxs = torch.topk(value, cfg.num_elites, sorted=False)
             elite_actions = actions[:, elite_idxs]
             score = torch.exp(cfg.temperature * (elite_value - elite_value.max()))

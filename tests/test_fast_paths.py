@@ -341,6 +341,20 @@ def test_value_estimate_equals_the_plain_loop(agent, with_goal):
     assert torch.allclose(fast, ref, rtol=1e-4, atol=1e-4)
 
 
+def test_cached_prior_rollouts_give_the_same_values(agent):
+    """The planner rolls the policy prior's trajectories out once: with their (G, z_H)
+    passed as a prefix, the values equal those of rolling out every row each time."""
+    z = simnorm(torch.randn(1, 32), 8)
+    actions = torch.rand(agent.cfg.horizon, 50, 3) * 2 - 1
+    torch.manual_seed(5)
+    full = agent._estimate_value(z, actions)
+    prefix = agent._rollout(z, actions[:, :7])[:2]
+    torch.manual_seed(5)  # the same terminal draws (policy noise and Q heads)
+    cached = agent._estimate_value(z, actions[:, 7:], prefix=prefix)
+    assert cached.shape == (50, 1)
+    assert torch.allclose(cached, full, rtol=1e-5, atol=1e-5)
+
+
 # ---------------------------------------------------------------- compile
 def test_compile_failure_warns_once_and_runs_eagerly(monkeypatch):
     def broken(fn):

@@ -66,14 +66,16 @@ def mlp_macs(dims: list[int]) -> int:
 def flop_counts(cfg: DictConfig) -> tuple[float, float]:
     """Matmul FLOPs of one act (MPPI) and one update, as this implementation executes them.
 
-    Act: every iteration rolls out N samples for H steps (dynamics + reward), then the
-    policy and two Q heads; the first step's latent is shared, so its part of the fused
-    dynamics/reward input layer runs once, not N times. Plus the encoder and the policy
-    prior trajectories. Update: encoder on H+1 observation batches, TD target (policy +
-    two target heads), dynamics rollout, reward, all Q heads, and the policy loss over
-    H+1 latents (policy + two frozen heads). Backward is counted as twice the forward for
-    everything that gets parameter gradients; the frozen heads of the policy loss only
-    pass input gradients to the action (once their forward, minus the latent's columns).
+    Act: every iteration rolls out the N - n_pi sampled sequences for H steps (dynamics
+    + reward), then runs the policy and two Q heads on all N final latents; the first
+    step's latent is shared, so its part of the dynamics and reward input layers runs
+    once, not per row. Plus the encoder, and the n_pi policy-prior trajectories: their
+    actions, and their rollout once per act. Update: encoder on H+1 observation batches,
+    TD target (policy + two target heads), dynamics rollout, reward, all Q heads, and the
+    policy loss over H+1 latents (policy + two frozen heads). Backward is counted as twice
+    the forward for everything that gets parameter gradients; the frozen heads of the
+    policy loss only pass input gradients to the action (once their forward, minus the
+    latent's columns).
     """
     L, A, m, bins = cfg.latent_dim, cfg.action_dim, cfg.mlp_dim, cfg.num_bins
     enc = mlp_macs([cfg.obs_shape["state"][0], *[cfg.enc_dim] * max(cfg.num_enc_layers - 1, 1), L])
@@ -82,8 +84,13 @@ def flop_counts(cfg: DictConfig) -> tuple[float, float]:
     pi = mlp_macs([L, m, m, 2 * A])
     q = mlp_macs([L + A, m, m, bins])
     H, N, n_pi, B = cfg.horizon, cfg.num_samples, cfg.num_pi_trajs, cfg.batch_size
-    per_iteration = N * (H * (dyn + rew) + pi + 2 * q) - (N - 1) * L * 2 * m
-    act = enc + n_pi * (H * pi + (H - 1) * dyn) + cfg.iterations * per_iteration
+    shared = L * 2 * m  # the latent's columns of the dynamics and reward input layers
+
+    def rollout(rows: int) -> int:
+        return rows * H * (dyn + rew) - (rows - 1) * shared
+
+    per_iteration = rollout(N - n_pi) + N * (pi + 2 * q)
+    act = enc + n_pi * (H * pi + (H - 1) * dyn) + rollout(n_pi) + cfg.iterations * per_iteration
     no_grad = B * H * (enc + pi + 2 * q)  # next-observation latents and TD targets
     world_model = B * enc + B * H * (dyn + rew + cfg.num_q * q)
     policy = B * (H + 1) * pi

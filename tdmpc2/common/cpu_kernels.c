@@ -19,6 +19,7 @@
 #endif
 
 #define LANES 32 /* independent accumulators: row sums are not one long dependency chain */
+#define GRAIN 32768 /* elements below which waking a second thread costs more than it saves */
 
 /* 2^y: exponent bits for floor(y), a degree-6 polynomial for the fraction (rel. err ~2e-7). */
 static inline float exp2_poly(float y) {
@@ -116,7 +117,7 @@ static void simnorm_row(float *y, int64_t cols, int64_t simplex) {
 void ln_act_forward(const float *x, const float *lb, const float *w, const float *b, float *y,
                     float *mean_rstd, int64_t rows, int64_t cols, int64_t group_rows,
                     int64_t simplex, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols >= GRAIN)
     for (int64_t r = 0; r < rows; r++) {
         int64_t offset = r / group_rows * cols;
         const float *xr = x + r * cols, *lbr = lb + offset, *wr = w + offset, *br = b + offset;
@@ -192,7 +193,7 @@ void ln_act_backward(const float *grad, const float *y, const float *x, const fl
                      float *dparams, int64_t rows, int64_t cols, int64_t group_rows,
                      int64_t simplex, int threads) {
     int64_t size = (rows + group_rows - 1) / group_rows * cols; /* one weight's numel */
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(static) num_threads(threads) if (rows * cols >= GRAIN)
     for (int64_t r = 0; r < rows; r++) {
         int64_t offset = r / group_rows * cols;
         const float *xr = x + r * cols, *lbr = lb + offset, *wr = w + offset;

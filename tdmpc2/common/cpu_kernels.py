@@ -45,6 +45,9 @@ _SIGNATURES = {
 }
 
 
+_BUILT = False  # whether library() has loaded the kernels; read by traced code
+
+
 def cache_dir() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(root) / "tdmpc2" / "kernels"
@@ -113,17 +116,22 @@ def library() -> ctypes.CDLL | None:
     for name, argtypes in _SIGNATURES.items():
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = argtypes, (ctypes.c_int if name == "max_threads" else None)
+    global _BUILT
+    _BUILT = True
     return lib
 
 
 def usable(x: torch.Tensor) -> bool:
-    """Whether `ln_act` runs natively on x (eager fp32 on the CPU, kernels built)."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and not torch.compiler.is_compiling()
-        and library() is not None
-    )
+    """Whether `ln_act` runs natively on x (fp32 on the CPU, kernels built).
+
+    While torch.compile traces, only the flag is read (the eager calls before tracing
+    have built the kernels); the kernel then enters the graph as an opaque operator.
+    """
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return False
+    if torch.compiler.is_compiling():
+        return _BUILT
+    return library() is not None
 
 
 def _groups(x: torch.Tensor, weight: torch.Tensor) -> tuple[int, int, int]:
@@ -198,6 +206,25 @@ class _LNAct(torch.autograd.Function):
         return dx, dlb.view(lin_bias.shape), dw, db, None, None
 
 
+@torch.library.custom_op("tdmpc2::ln_act", mutates_args=())
+def _ln_act_op(
+    x: torch.Tensor,
+    lin_bias: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    eps: float,
+    simplex: int,
+) -> torch.Tensor:
+    """ln_act's inference pass as an operator that compiled graphs call (no autograd:
+    only the planner, which runs without gradients, is compiled)."""
+    return _forward(x, lin_bias, weight, bias, eps, simplex)
+
+
+@_ln_act_op.register_fake
+def _(x, lin_bias, weight, bias, eps, simplex):
+    return torch.empty_like(x)
+
+
 def ln_act(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -215,6 +242,8 @@ def ln_act(
     if lin_bias is None:
         lin_bias = torch.zeros_like(weight)
     tensors = tuple(t.contiguous() for t in (x, lin_bias, weight, bias))
+    if torch.compiler.is_compiling():
+        return _ln_act_op(*tensors, eps, simplex)
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return _LNAct.apply(*tensors, eps, simplex)
     return _forward(*tensors, eps, simplex)

@@ -380,16 +380,23 @@ def test_compile_failure_warns_once_and_runs_eagerly(monkeypatch):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch._inductor") is None, reason="no inductor")
-def test_compiled_step_equals_eager(agent):
-    """The compiled hot path computes what the eager one does (inductor's own kernels)."""
+@pytest.mark.parametrize("native", [True, False])
+def test_compiled_step_equals_eager(agent, monkeypatch, native):
+    """The compiled hot path computes what the eager one does: with the native kernel as
+    an opaque operator in the graph, and with inductor's own LayerNorm/Mish code."""
+    if native and cpu_kernels.library() is None:
+        pytest.skip("kernels not built")
+    if not native:
+        monkeypatch.setattr(cpu_kernels, "usable", lambda x: False)
     z = simnorm(torch.randn(1, 32), 8)
     a = torch.rand(16, 3) * 2 - 1
+    with torch.no_grad():
+        eager = agent.model.step(z, a)
+    torch._dynamo.reset()  # a graph traced in the other mode must not be reused
     with warnings.catch_warnings(record=True) as caught, torch.no_grad():
         warnings.simplefilter("always")
         fast = compiled(agent.model.step)(z, a)
     # A fallback to eager would make the comparison vacuous.
     assert not [w for w in caught if "torch.compile of" in str(w.message)]
-    with torch.no_grad():
-        eager = agent.model.step(z, a)
     for f, e in zip(fast, eager, strict=True):
         assert torch.allclose(f, e, atol=1e-5)

@@ -2,9 +2,9 @@
 
 A layer's bias -> LayerNorm -> Mish (or SimNorm) is a chain of memory-bound ATen kernels;
 on the CPU that chain costs as much as a third of the layer's matmul. The C file fuses it
-into one pass per row, forward and backward. It is compiled once per machine with the system C
-compiler into a cache directory, and its OpenMP threads are PyTorch's own (the same
-libgomp). Without a compiler, or with TDMPC2_CPU_KERNELS=0, `library()` is None and the
+into one pass per row, forward and backward. It is compiled once per machine with the
+system C compiler into a cache directory, and its OpenMP threads are PyTorch's own (the
+same libgomp). Without a compiler, or with TDMPC2_CPU_KERNELS=0, `library()` is None and the
 layers keep their ATen path, with one warning when a build fails. CUDA never uses it.
 """
 
@@ -56,12 +56,10 @@ def cache_dir() -> Path:
 def _cpu_model() -> str:
     """Part of the cache key: -march=native code must not run on another CPU."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "flags")):
-                return line
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return platform.processor()
+        return platform.processor()
+    return "\n".join(sorted({line for line in lines if line.startswith(("model name", "flags"))}))
 
 
 def _build(compiler: str, openmp: bool) -> Path:

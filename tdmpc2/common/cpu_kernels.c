@@ -96,18 +96,37 @@ static inline float mish_slope(float v) {
     return n * inv_d + 4.0f * v * inv_d * ((n - u) * inv_d);
 }
 
-/* Softmax over each group of `simplex` consecutive entries of a row, in place. */
+/* Softmax over each group of `simplex` consecutive entries of a row, in place.
+ *
+ * The exponentials are shifted by the row's maximum rather than each group's, so that
+ * they run vectorised over the whole row (a softmax is the same under any shift). A group
+ * far below the row's maximum (sum under 2^-100, where exp's clamp at 2^-126 would show)
+ * is redone with its own maximum. */
 static void simnorm_row(float *y, int64_t cols, int64_t simplex) {
+    float acc[LANES], e[cols];
+    for (int k = 0; k < LANES; k++) acc[k] = y[0];
+    int64_t c = 0;
+    for (; c + LANES <= cols; c += LANES)
+        for (int k = 0; k < LANES; k++) acc[k] = y[c + k] > acc[k] ? y[c + k] : acc[k];
+    float m = y[0];
+    for (; c < cols; c++) m = y[c] > m ? y[c] : m;
+    for (int k = 0; k < LANES; k++) m = acc[k] > m ? acc[k] : m;
+#pragma omp simd
+    for (c = 0; c < cols; c++) e[c] = exp_nonpositive(y[c] - m);
     for (int64_t g = 0; g < cols; g += simplex) {
-        float m = y[g];
-        for (int64_t j = 1; j < simplex; j++) m = y[g + j] > m ? y[g + j] : m;
         float sum = 0.f;
-        for (int64_t j = 0; j < simplex; j++) {
-            y[g + j] = exp_nonpositive(y[g + j] - m);
-            sum += y[g + j];
+        for (int64_t j = 0; j < simplex; j++) sum += e[g + j];
+        if (!(sum >= 0x1p-100f)) { /* also taken for NaN, which the redo propagates */
+            float gm = y[g];
+            for (int64_t j = 1; j < simplex; j++) gm = y[g + j] > gm ? y[g + j] : gm;
+            sum = 0.f;
+            for (int64_t j = 0; j < simplex; j++) {
+                e[g + j] = exp_nonpositive(y[g + j] - gm);
+                sum += e[g + j];
+            }
         }
         float inv = 1.0f / sum;
-        for (int64_t j = 0; j < simplex; j++) y[g + j] *= inv;
+        for (int64_t j = 0; j < simplex; j++) y[g + j] = e[g + j] * inv;
     }
 }
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tdmpc2.common.layers import SimNorm, mlp
+from tdmpc2.common.math import gumbel_noise
 
 GOAL_REWARDS = ("l2", "cosine_max")
 
@@ -46,6 +47,11 @@ def _straight_through(index: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
     """
     hard = F.one_hot(index, soft.shape[-1]).to(soft.dtype)
     return hard + (soft - soft.detach())
+
+
+def _gumbel_softmax(logits: torch.Tensor, tau: float) -> torch.Tensor:
+    """A relaxed one-hot sample over the last dimension (F.gumbel_softmax, hard=False)."""
+    return F.softmax((logits + gumbel_noise(logits.shape, logits.device)) / tau, dim=-1)
 
 
 def _entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -97,7 +103,7 @@ class GoalVAE(nn.Module):
             n_latents * n_classes, [hidden_dim, hidden_dim], latent_dim, act=SimNorm(simnorm_dim)
         )
         self.to(device)
-        self.optim = torch.optim.Adam(self.parameters(), lr=lr)
+        self.optim = torch.optim.Adam(self.parameters(), lr=lr, fused=True)
 
     @property
     def device(self) -> torch.device:
@@ -124,10 +130,7 @@ class GoalVAE(nn.Module):
         sample=False takes the argmax of the logits (gradients from the softmax probabilities).
         """
         logits = self.logits(z)
-        if sample:
-            soft = F.gumbel_softmax(logits, tau=self.temperature(step), hard=False, dim=-1)
-        else:
-            soft = logits.softmax(-1)
+        soft = _gumbel_softmax(logits, self.temperature(step)) if sample else logits.softmax(-1)
         return _straight_through(soft.argmax(-1), soft)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
@@ -162,7 +165,7 @@ class GoalVAE(nn.Module):
         """
         z = z.detach()
         logits = self.logits(z)
-        soft = F.gumbel_softmax(logits, tau=self.temperature(step), hard=False, dim=-1)
+        soft = _gumbel_softmax(logits, self.temperature(step))
         goal = self.decode(_straight_through(soft.argmax(-1), soft))
         recon = (goal - z).pow(2).sum(-1).mean()
         usage = logits.softmax(-1).reshape(-1, self.n_latents, self.n_classes).mean(0)

@@ -102,8 +102,9 @@ class TDMPC2:
         self._rho = cfg.rho ** torch.arange(cfg.horizon + 1, device=self.device, dtype=torch.float)
         self.model.eval()
         if cfg.get("compile", False):
-            # The planner's rollouts: inductor fuses their LayerNorm/Mish chains. Compiling
-            # the update's losses too was measured slower than eager on the 2-core CPU.
+            # The planner's rollouts (on the CPU the native LayerNorm kernel stays an opaque
+            # operator in the graph). Compiling the update's losses too was measured slower
+            # than eager on the 2-core CPU.
             self._estimate_value = compiled(self._estimate_value)
 
     # ------------------------------------------------------------------ acting

@@ -392,11 +392,21 @@ def test_compiled_step_equals_eager(agent, monkeypatch, native):
     a = torch.rand(16, 3) * 2 - 1
     with torch.no_grad():
         eager = agent.model.step(z, a)
+    kernel_calls = []
+    run_kernel = cpu_kernels._forward  # what the graph's operator runs
+
+    def counted(*args, **kwargs):
+        kernel_calls.append(1)
+        return run_kernel(*args, **kwargs)
+
+    monkeypatch.setattr(cpu_kernels, "_forward", counted)
     torch._dynamo.reset()  # a graph traced in the other mode must not be reused
     with warnings.catch_warnings(record=True) as caught, torch.no_grad():
         warnings.simplefilter("always")
         fast = compiled(agent.model.step)(z, a)
     # A fallback to eager would make the comparison vacuous.
     assert not [w for w in caught if "torch.compile of" in str(w.message)]
+    # Dynamics and reward: three and two normalised layers, natively or not at all.
+    assert len(kernel_calls) == (5 if native else 0)
     for f, e in zip(fast, eager, strict=True):
         assert torch.allclose(f, e, atol=1e-5)

@@ -38,14 +38,11 @@ COMPILE_FLAGS = [
     "-freciprocal-math",
 ]
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
-_SIGNATURES = {
-    "ln_act_forward": [_P] * 6 + [_I64] * 4 + [ctypes.c_float],
-    "ln_act_backward": [_P] * 9 + [_I64] * 4 + [ctypes.c_int],
-    "max_threads": [],
+_SIGNATURES = {  # name: (argument types, return type)
+    "ln_act_forward": ([_P] * 6 + [_I64] * 4 + [ctypes.c_float], None),
+    "ln_act_backward": ([_P] * 9 + [_I64] * 4 + [ctypes.c_int], None),
+    "max_threads": ([], ctypes.c_int),
 }
-
-
-_BUILT = False  # whether library() has loaded the kernels; read by traced code
 
 
 def cache_dir() -> Path:
@@ -111,25 +108,24 @@ def library() -> ctypes.CDLL | None:
             stacklevel=2,
         )
         return None
-    for name, argtypes in _SIGNATURES.items():
+    for name, (argtypes, restype) in _SIGNATURES.items():
         fn = getattr(lib, name)
-        fn.argtypes, fn.restype = argtypes, (ctypes.c_int if name == "max_threads" else None)
-    global _BUILT
-    _BUILT = True
+        fn.argtypes, fn.restype = argtypes, restype
     return lib
+
+
+@torch.compiler.assume_constant_result
+def _built() -> bool:
+    """library() is not None; torch.compile takes it as a constant instead of tracing ctypes."""
+    return library() is not None
 
 
 def usable(x: torch.Tensor) -> bool:
     """Whether `ln_act` runs natively on x (fp32 on the CPU, kernels built).
 
-    While torch.compile traces, only the flag is read (the eager calls before tracing
-    have built the kernels); the kernel then enters the graph as an opaque operator.
+    Under torch.compile the kernel enters the graph as an opaque operator.
     """
-    if x.device.type != "cpu" or x.dtype != torch.float32:
-        return False
-    if torch.compiler.is_compiling():
-        return _BUILT
-    return library() is not None
+    return x.device.type == "cpu" and x.dtype == torch.float32 and _built()
 
 
 def _groups(x: torch.Tensor, weight: torch.Tensor) -> tuple[int, int, int]:

@@ -1,6 +1,6 @@
 """Throughput of the real agent on this machine: act, update, steps/s, memory and GFLOP/s.
 
-python bench/throughput.py --task walker-walk --model-size 5 [--agent flat|director]
+python bench/throughput.py --task walker-walk --model-size 5 [--agent flat|director|both]
                            [--compile|--no-compile] [--threads N] [--quick] [--json PATH]
 python bench/throughput.py --sweep [--threads N] [--json PATH]   # scaling table (markdown)
 
@@ -8,6 +8,9 @@ The trainer comes from the project's own config path (Hydra compose + `tdmpc2.tr
 so flat runs time OnlineTrainer and `--agent director` times DirectorTrainer with the same
 hyperparameters. One random-policy episode fills the replay buffer, then a short window of
 the training loop runs exactly the trainer's act / env.step / hooks / update and is timed.
+`--agent both` builds the two trainers in one process and times them in alternating short
+windows, so that their steps/s ratio (the Director's overhead) does not carry the drift of
+a shared machine between two separate runs.
 
 GFLOP/s come from an analytic count of the matmul FLOPs the implementation executes
 (layer shapes x rows; backward about twice the forward), against the dense fp32 matmul
@@ -194,24 +197,38 @@ def train_window(trainer: Trainer, steps: int) -> dict[str, list[float] | float]
     return {**times, "wall": time.perf_counter() - start}
 
 
-def measure(args: argparse.Namespace, extra: list[str] | None = None) -> dict:
-    """Builds the trainer, warms it up, times a window of training; one result dict."""
-    warmup, window = (1, 3) if args.quick else (args.warmup, args.repeats)
-    with tempfile.TemporaryDirectory(prefix="throughput-") as work_dir:
-        trainer = make_trainer(args, extra or [], work_dir)
-        cfg = trainer.cfg
-        fill_buffer(trainer, 64 if args.quick else cfg.episode_length)
-        start = time.perf_counter()
-        train_window(trainer, warmup)  # first calls: allocations, compilation if asked
-        warmup_s = time.perf_counter() - start
-        timed = train_window(trainer, window)
+def prepare(args: argparse.Namespace, agent: str, extra: list[str], work_dir: str) -> Trainer:
+    """A trainer with a filled buffer, past its first calls (allocations, compilation)."""
+    trainer = make_trainer(argparse.Namespace(**{**vars(args), "agent": agent}), extra, work_dir)
+    fill_buffer(trainer, 64 if args.quick else trainer.cfg.episode_length)
+    return trainer
+
+
+def warm_up(trainer: Trainer, args: argparse.Namespace) -> float:
+    """Untimed first steps; returns their wall time."""
+    start = time.perf_counter()
+    train_window(trainer, 1 if args.quick else args.warmup)
+    return time.perf_counter() - start
+
+
+def summarize(
+    trainer: Trainer,
+    agent: str,
+    args: argparse.Namespace,
+    timed: dict,
+    warmup_s: float,
+    peak: float,
+) -> dict:
+    """One result dict from the timed steps of a trainer."""
+    cfg = trainer.cfg
+    window = len(timed["act"])
     act_s = statistics.median(timed["act"])
     update_s = statistics.median(timed["update"])
     flops_act, flops_update = flop_counts(cfg)
     result = {
         "task": str(cfg.task),
         "model_size": int(cfg.model_size),
-        "agent": args.agent,
+        "agent": agent,
         "trainer": type(trainer).__name__,
         "compile": bool(cfg.compile),
         "threads": torch.get_num_threads(),
@@ -233,13 +250,48 @@ def measure(args: argparse.Namespace, extra: list[str] | None = None) -> dict:
         "gflop_update": flops_update / 1e9,
         "gflops_act": flops_act / act_s / 1e9,
         "gflops_update": flops_update / update_s / 1e9,
-        "peak_gflops": peak_gflops(),
+        "peak_gflops": peak,
     }
     anchor = ANCHOR.get(result["model_size"])
     if anchor and result["task"] == "walker-walk" and not args.quick and not args.override:
         result["anchor_act_update_s"] = anchor
         result["ratio_to_anchor"] = result["act_update_s"] / anchor
     return result
+
+
+def measure(args: argparse.Namespace, extra: list[str] | None = None) -> dict:
+    """Builds the trainer, warms it up, times a window of training; one result dict."""
+    with tempfile.TemporaryDirectory(prefix="throughput-") as work_dir:
+        trainer = prepare(args, args.agent, extra or [], work_dir)
+        warmup_s = warm_up(trainer, args)
+        timed = train_window(trainer, 3 if args.quick else args.repeats)
+    return summarize(trainer, args.agent, args, timed, warmup_s, peak_gflops())
+
+
+def measure_both(args: argparse.Namespace) -> dict:
+    """Flat and director trainers in one process, timed in alternating windows.
+
+    Each round runs a few steps of each, in an order that flips every round, so both see
+    the same machine speed; the peak RSS is the process's, holding both trainers.
+    """
+    kinds, chunk = ("flat", "director"), 1 if args.quick else 5
+    steps = 2 if args.quick else args.repeats
+    timed = {k: {"act": [], "env": [], "update": [], "wall": 0.0} for k in kinds}
+    with tempfile.TemporaryDirectory(prefix="throughput-") as work_dir:
+        trainers = {k: prepare(args, k, [], f"{work_dir}/{k}") for k in kinds}
+        warmup_s = {k: warm_up(t, args) for k, t in trainers.items()}
+        for round_ in tqdm(
+            range(math.ceil(steps / chunk)), desc="flat/director", disable=args.quick
+        ):
+            for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
+                window = train_window(trainers[kind], chunk)
+                for key in ("act", "env", "update"):
+                    timed[kind][key] += window[key]
+                timed[kind]["wall"] += window["wall"]
+    peak = peak_gflops()
+    out = {k: summarize(trainers[k], k, args, timed[k], warmup_s[k], peak) for k in kinds}
+    out["director_vs_flat"] = out["director"]["steps_per_s"] / out["flat"]["steps_per_s"]
+    return out
 
 
 # ---------------------------------------------------------------- reports
@@ -295,7 +347,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--task", default="walker-walk")
     p.add_argument("--model-size", type=int, default=5)
-    p.add_argument("--agent", choices=("flat", "director"), default="flat")
+    p.add_argument(
+        "--agent",
+        choices=("flat", "director", "both"),
+        default="flat",
+        help="both: the two trainers side by side in one process, and their steps/s ratio",
+    )
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--threads", type=int, default=None, help="default: the config's `threads`")
     p.add_argument("--repeats", type=int, default=10, help="measured training steps")
@@ -309,8 +366,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.sweep and args.agent == "both":
+        raise SystemExit("--sweep times one agent: use --agent flat or --agent director")
     if args.sweep:
         out: dict | list = sweep(args)
+    elif args.agent == "both":
+        out = measure_both(args)
+        print_result(out["flat"])
+        print_result(out["director"])
+        print(f"director / flat steps/s: {out['director_vs_flat']:.3f} (alternating windows)")
     else:
         out = measure(args)
         print_result(out)

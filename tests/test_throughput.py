@@ -22,18 +22,18 @@ FIELDS = (
 )
 
 
-@pytest.mark.parametrize(
-    ("agent", "trainer"), [("flat", "OnlineTrainer"), ("director", "DirectorTrainer")]
-)
-def test_quick_benchmark_reports_every_field(tmp_path, agent, trainer):
+def run_quick(tmp_path, agent: str) -> tuple[str, dict]:
+    """Runs the benchmark's quick mode; its stdout and JSON."""
     out = tmp_path / "throughput.json"
     # One thread: two OpenMP threads on a CPU shared with other jobs can stall for seconds.
     command = [sys.executable, "bench/throughput.py", "--quick", "--agent", agent]
     command += ["--threads", "1", "--json", str(out)]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "act (MPPI)" in run.stdout
-    result = json.loads(out.read_text())
+    return run.stdout, json.loads(out.read_text())
+
+
+def check_result(result: dict, agent: str, trainer: str) -> None:
     for field in FIELDS:
         assert math.isfinite(result[field]) and result[field] > 0, (field, result[field])
     assert result["trainer"] == trainer
@@ -45,3 +45,23 @@ def test_quick_benchmark_reports_every_field(tmp_path, agent, trainer):
     assert result["torch"]
     # The analytic counts grow with the work: an update of a batch costs more than nothing.
     assert result["gflop_act"] > 0 and result["gflop_update"] > 0
+
+
+@pytest.mark.parametrize(
+    ("agent", "trainer"), [("flat", "OnlineTrainer"), ("director", "DirectorTrainer")]
+)
+def test_quick_benchmark_reports_every_field(tmp_path, agent, trainer):
+    stdout, result = run_quick(tmp_path, agent)
+    assert "act (MPPI)" in stdout
+    check_result(result, agent, trainer)
+
+
+def test_both_agents_side_by_side(tmp_path):
+    """`--agent both` times the two trainers in one process and reports their ratio."""
+    stdout, result = run_quick(tmp_path, "both")
+    check_result(result["flat"], "flat", "OnlineTrainer")
+    check_result(result["director"], "director", "DirectorTrainer")
+    assert result["flat"]["steps_measured"] == result["director"]["steps_measured"] == 2
+    ratio = result["director"]["steps_per_s"] / result["flat"]["steps_per_s"]
+    assert result["director_vs_flat"] == pytest.approx(ratio)
+    assert "director / flat steps/s" in stdout

@@ -6,6 +6,7 @@ planner's loop over the unfused modules) on fixed inputs; agreement is to float 
 
 from __future__ import annotations
 
+import collections
 import importlib.util
 import math
 import warnings
@@ -18,6 +19,7 @@ from tdmpc2.agent import TDMPC2, compiled
 from tdmpc2.common import cpu_kernels, layers
 from tdmpc2.common.layers import NormedLinear, QEnsemble, dropout, mish, normalize, simnorm
 from tdmpc2.common.math import TwoHot
+from tdmpc2.common.world_model import two_heads
 from tests.conftest import TINY, make_cfg
 
 HAS_DIRECTOR = importlib.util.find_spec("tdmpc2.common.goal_vae") is not None
@@ -282,6 +284,23 @@ def test_batched_q_heads_equal_a_loop_over_heads(agent):
     a2 = a.clone().requires_grad_()
     sum(plain_q(q, torch.cat([z, a2], -1), h) for h in heads.tolist()).sum().backward()
     assert torch.allclose(a1.grad, a2.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_two_heads_are_a_view_of_two_distinct_heads(agent):
+    """Every pair is drawn, the slice shares the weights' memory, and it computes what an
+    index of the same heads computes."""
+    q = agent.model._Qs.eval()
+    pairs = collections.Counter()
+    for _ in range(300):
+        heads = two_heads(q.num_q, torch.device("cpu"))
+        pairs[tuple(range(q.num_q)[heads])] += 1
+    assert len(pairs) == q.num_q * (q.num_q - 1) // 2
+    assert all(len(p) == 2 and p[0] < p[1] for p in pairs)
+    w = q.weights[1]
+    assert w[heads].untyped_storage().data_ptr() == w.untyped_storage().data_ptr()
+    za = torch.cat([simnorm(torch.randn(6, 32), 8), torch.rand(6, 3) * 2 - 1], -1)
+    index = torch.tensor(range(q.num_q)[heads])
+    assert torch.allclose(q(za, heads=heads), q(za, heads=index), atol=1e-6)
 
 
 def test_two_hot_cross_entropy_broadcasts_one_target_over_heads():

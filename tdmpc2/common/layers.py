@@ -254,7 +254,7 @@ class QEnsemble(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        heads: torch.Tensor | None = None,
+        heads: torch.Tensor | slice | None = None,
         detach: bool = False,
         action: torch.Tensor | None = None,
     ) -> torch.Tensor:
@@ -272,10 +272,10 @@ class QEnsemble(nn.Module):
             return p if heads is None else p[heads]
 
         lead = x.shape[:-1]
-        n = len(heads) if heads is not None else self.num_q
+        w = param(self.weights[0])
+        n = w.shape[0]
         fuse = cpu_kernels.usable(x)
         h = x.reshape(1, -1, x.shape[-1]).expand(n, -1, -1)
-        w = param(self.weights[0])
         h = torch.baddbmm(param(self.biases[0]), h, w[:, : h.shape[-1]])
         if action is not None:
             a = action.reshape(1, -1, action.shape[-1]).expand(n, -1, -1)

@@ -12,6 +12,20 @@ from tdmpc2.common import layers
 from tdmpc2.common.math import TwoHot, gaussian_logprob, squash
 
 
+def two_heads(num_q: int, device: torch.device) -> slice | torch.Tensor:
+    """Two distinct heads drawn uniformly, as the index `QEnsemble` takes.
+
+    Eagerly a strided slice `i:j+1:j-i` (i < j; min and avg do not depend on the order):
+    a view of the stacked parameters instead of a copy of the two heads' weights. It is
+    drawn with the CPU generator, so reading it costs no device sync. Compiled code keeps
+    an index tensor, which it can trace.
+    """
+    if torch.compiler.is_compiling():
+        return torch.randperm(num_q, device=device)[:2]
+    i, j = sorted(torch.randperm(num_q)[:2].tolist())
+    return slice(i, j + 1, j - i)
+
+
 class WorldModel(nn.Module):
     """All learned components; planning and training live in `tdmpc2.agent.TDMPC2`."""
 
@@ -113,7 +127,7 @@ class WorldModel(nn.Module):
         qnet = self._target_Qs if target else self._Qs
         heads = None  # all heads; with num_q == 2 these are the two chosen ones in some order
         if return_type != "all" and qnet.num_q > 2:
-            heads = torch.randperm(qnet.num_q, device=z.device)[:2]
+            heads = two_heads(qnet.num_q, z.device)
         if detach:
             q = qnet(z, heads=heads, detach=True, action=a)
         else:

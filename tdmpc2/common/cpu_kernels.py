@@ -125,7 +125,7 @@ def usable(x: torch.Tensor) -> bool:
 
     Under torch.compile the kernel enters the graph as an opaque operator.
     """
-    return x.device.type == "cpu" and x.dtype == torch.float32 and _built()
+    return x.is_cpu and x.dtype == torch.float32 and _built()
 
 
 def _groups(x: torch.Tensor, weight: torch.Tensor) -> tuple[int, int, int]:
@@ -235,9 +235,11 @@ def ln_act(
     """
     if lin_bias is None:
         lin_bias = torch.zeros_like(weight)
-    tensors = tuple(t.contiguous() for t in (x, lin_bias, weight, bias))
+    tensors = x.contiguous(), lin_bias.contiguous(), weight.contiguous(), bias.contiguous()
     if torch.compiler.is_compiling():
         return _ln_act_op(*tensors, eps, simplex)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+    if torch.is_grad_enabled() and (
+        x.requires_grad or lin_bias.requires_grad or weight.requires_grad or bias.requires_grad
+    ):
         return _LNAct.apply(*tensors, eps, simplex)
     return _forward(*tensors, eps, simplex)

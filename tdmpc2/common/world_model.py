@@ -81,15 +81,18 @@ class WorldModel(nn.Module):
         A one-row z is shared by all N actions (the planner's first step): its share of
         both input layers is computed once instead of N times.
         """
+        # Iterators, not slices: slicing a Sequential builds a new module on every call.
+        dynamics, reward_head = iter(self._dynamics), iter(self._reward)
+        first_dynamics, first_reward = next(dynamics), next(reward_head)
         if z.shape[0] == 1 and a.shape[0] > 1:
-            next_z = self._dynamics[0].forward_shared(z, a)
-            reward = self._reward[0].forward_shared(z, a)
+            next_z = first_dynamics.forward_shared(z, a)
+            reward = first_reward.forward_shared(z, a)
         else:
             za = torch.cat([z, a], dim=-1)
-            next_z, reward = self._dynamics[0](za), self._reward[0](za)
-        for layer in self._dynamics[1:]:
+            next_z, reward = first_dynamics(za), first_reward(za)
+        for layer in dynamics:
             next_z = layer(next_z)
-        for layer in self._reward[1:]:
+        for layer in reward_head:
             reward = layer(reward)
         return next_z, reward
 

@@ -258,7 +258,10 @@ class QEnsemble(nn.Module):
         detach: bool = False,
         action: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x [..., in_dim] -> [len(heads) or num_q, ..., out_dim].
+        """x [..., in_dim] -> [selected heads (all num_q by default), ..., out_dim].
+
+        `heads` indexes the head dimension: an index tensor, or a slice, which selects
+        the heads' parameters as views instead of copies.
 
         `detach` uses the parameters without tracking their gradients, so a policy
         loss can flow into the action without updating the critics. With `action`, the

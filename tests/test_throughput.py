@@ -65,3 +65,11 @@ def test_both_agents_side_by_side(tmp_path):
     ratio = result["director"]["steps_per_s"] / result["flat"]["steps_per_s"]
     assert result["director_vs_flat"] == pytest.approx(ratio)
     assert "director / flat steps/s" in stdout
+
+
+def test_sweep_refuses_both_agents():
+    """The sweep times one agent; asking for both fails at once with a clear message."""
+    command = [sys.executable, "bench/throughput.py", "--sweep", "--agent", "both"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    assert "--sweep times one agent" in run.stderr

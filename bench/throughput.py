@@ -271,8 +271,9 @@ def measure(args: argparse.Namespace, extra: list[str] | None = None) -> dict:
 def measure_both(args: argparse.Namespace) -> dict:
     """Flat and director trainers in one process, timed in alternating windows.
 
-    Each round runs a few steps of each, in an order that flips every round, so both see
-    the same machine speed; the peak RSS is the process's, holding both trainers.
+    Each round runs a window of a few steps of each, in an order that flips every round,
+    so both see the same machine speed; `--repeats` is rounded up to whole windows. The
+    peak RSS is the process's, holding both trainers.
     """
     kinds, chunk = ("flat", "director"), 1 if args.quick else 5
     steps = 2 if args.quick else args.repeats

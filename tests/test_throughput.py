@@ -61,10 +61,12 @@ def test_both_agents_side_by_side(tmp_path):
     stdout, result = run_quick(tmp_path, "both")
     check_result(result["flat"], "flat", "OnlineTrainer")
     check_result(result["director"], "director", "DirectorTrainer")
+    # Both trainers ran their own steps, in one process (one matmul peak for both).
     assert result["flat"]["steps_measured"] == result["director"]["steps_measured"] == 2
-    ratio = result["director"]["steps_per_s"] / result["flat"]["steps_per_s"]
-    assert result["director_vs_flat"] == pytest.approx(ratio)
-    assert "director / flat steps/s" in stdout
+    assert result["flat"]["peak_gflops"] == result["director"]["peak_gflops"]
+    ratio = result["director_vs_flat"]
+    assert math.isfinite(ratio) and ratio > 0
+    assert f"director / flat steps/s: {ratio:.3f}" in stdout
 
 
 def test_sweep_refuses_both_agents():

@@ -274,15 +274,15 @@ class QEnsemble(nn.Module):
             p = p.detach() if detach else p
             return p if heads is None else p[heads]
 
-        lead = x.shape[:-1]
+        lead, k = x.shape[:-1], x.shape[-1]
         w = param(self.weights[0])
         n = w.shape[0]
         fuse = cpu_kernels.usable(x)
-        h = x.reshape(1, -1, x.shape[-1]).expand(n, -1, -1)
-        h = torch.baddbmm(param(self.biases[0]), h, w[:, : h.shape[-1]])
+        h = x.reshape(1, -1, k).expand(n, -1, -1)
+        h = torch.baddbmm(param(self.biases[0]), h, w[:, :k])
         if action is not None:
             a = action.reshape(1, -1, action.shape[-1]).expand(n, -1, -1)
-            h = torch.baddbmm(h, a, w[:, x.shape[-1] :])
+            h = torch.baddbmm(h, a, w[:, k:])
         for i in (1, 2):
             if i == 1 and self.dropout > 0:
                 h = dropout(h, self.dropout, self.training)

@@ -1,0 +1,321 @@
+"""Learning benchmark: a grid of tasks x agents x seeds at a fixed budget, and its report.
+
+    python bench/learning.py run --tasks walker-walk --agents flat director \\
+        --seeds 1 2 3 --steps 8000 --eval-freq 2000 --model-size 1 --jobs 2
+    python bench/learning.py report        # Markdown table + learning.png from the run folders
+
+An agent is `flat`, `director`, or `NAME=key=value,key=value` (Hydra overrides on top
+of flat, e.g. `director-g0=trainer=director,worker.goal_coef=0`). Every run of the
+grid shares the same budget and planning settings; each one is a `tdmpc2/train.py`
+process with one torch thread (two threads per process on two cores made each step
+about 5x slower). Runs whose eval.csv already reaches the budget are skipped, so a
+rerun finishes a grid. `--launcher submitit_slurm` sends the same grid through Hydra's
+launcher instead (one multirun over seeds per task and agent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from plot import read_rows, reference_curve
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ROOT / "tdmpc2" / "train.py"
+BUILTIN_AGENTS = {"flat": ["trainer=online"], "director": ["trainer=director"]}
+DEFAULT_OUT = ROOT / "bench" / "results" / "learning"
+
+
+@dataclass(frozen=True)
+class Run:
+    task: str
+    agent: str
+    seed: int
+    overrides: tuple[str, ...]
+    run_dir: Path
+
+
+def parse_agent(spec: str) -> tuple[str, list[str]]:
+    """`flat`, `director` or `NAME=k=v,k=v` -> (name, Hydra overrides)."""
+    if spec in BUILTIN_AGENTS:
+        return spec, BUILTIN_AGENTS[spec]
+    name, sep, rest = spec.partition("=")
+    overrides = [o for o in rest.split(",") if o]
+    if not sep or not name or not overrides or any("=" not in o for o in overrides):
+        raise ValueError(
+            f"agent '{spec}': expected flat, director or NAME=key=value[,key=value...]"
+        )
+    return name, overrides
+
+
+def grid(args: argparse.Namespace) -> list[Run]:
+    budget = [
+        f"steps={args.steps}",
+        f"eval_freq={args.eval_freq}",
+        f"eval_episodes={args.eval_episodes}",
+        f"model_size={args.model_size}",
+        *args.overrides,
+    ]
+    runs = []
+    for task in args.tasks:
+        for spec in args.agents:
+            name, agent_overrides = parse_agent(spec)
+            for seed in args.seeds:
+                run_dir = args.out / task / name / f"seed{seed}"
+                overrides = [f"task={task}", f"seed={seed}", *budget, *agent_overrides]
+                runs.append(Run(task, name, seed, tuple(overrides), run_dir))
+    return runs
+
+
+def last_step(run_dir: Path, category: str = "eval") -> int:
+    path = run_dir / f"{category}.csv"
+    if not path.is_file():
+        return -1
+    steps = [int(float(r["step"])) for r in read_rows(path) if r.get("step")]
+    return max(steps, default=-1)
+
+
+def finished(run_dir: Path, steps: int) -> bool:
+    return last_step(run_dir) >= steps
+
+
+def train_command(run: Run) -> list[str]:
+    common = ["threads=1", "save_agent=false", "progress_bar=false", f"exp_name={run.agent}"]
+    return [sys.executable, str(TRAIN), *run.overrides, *common, f"work_dir={run.run_dir}"]
+
+
+def execute(run: Run) -> tuple[Run, int, float]:
+    """One training process; a stale partial run is started again from scratch."""
+    shutil.rmtree(run.run_dir, ignore_errors=True)
+    run.run_dir.mkdir(parents=True)
+    started = time.time()
+    with open(run.run_dir / "train.log", "w") as log:
+        code = subprocess.call(train_command(run), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    return run, code, time.time() - started
+
+
+def run_grid(args: argparse.Namespace) -> int:
+    runs = grid(args)
+    todo = [r for r in runs if not finished(r.run_dir, args.steps)]
+    print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} finished, {len(todo)} to run")
+    if args.launcher:
+        return launch_hydra(args, todo)
+    failures = 0
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for i, (run, code, wall) in enumerate(pool.map(execute, todo), 1):
+            status = "ok" if code == 0 and finished(run.run_dir, args.steps) else f"FAILED ({code})"
+            failures += status != "ok"
+            print(
+                f"[{i}/{len(todo)}] {run.task} {run.agent} seed {run.seed}: {status} "
+                f"in {wall / 60:.1f} min ({run.run_dir / 'train.log'})",
+                flush=True,
+            )
+    return 1 if failures else 0
+
+
+def launch_hydra(args: argparse.Namespace, todo: list[Run]) -> int:
+    """One Hydra multirun over the seeds of each (task, agent) still to run."""
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in todo:
+        groups.setdefault((run.task, run.agent), []).append(run)
+    code = 0
+    for runs in groups.values():
+        first = runs[0]
+        seeds = ",".join(str(r.seed) for r in runs)
+        command = train_command(first)
+        command = [c for c in command if not c.startswith(("seed=", "work_dir="))]
+        command += [
+            "-m",
+            f"seed={seeds}",
+            f"hydra/launcher={args.launcher}",
+            f"work_dir={first.run_dir.parent}/seed${{seed}}",
+        ]
+        print(" ".join(command), flush=True)
+        code |= subprocess.call(command, cwd=ROOT)
+    return code
+
+
+# ------------------------------------------------------------------------ report
+def eval_curve(run_dir: Path) -> tuple[list[int], list[float]]:
+    rows = [r for r in read_rows(run_dir / "eval.csv") if r.get("episode_reward")]
+    return [int(float(r["step"])) for r in rows], [float(r["episode_reward"]) for r in rows]
+
+
+def area(steps: list[int], returns: list[float]) -> float:
+    """Mean return under the eval curve (trapezoids): rewards learning early, not only last."""
+    if len(steps) < 2:
+        return returns[-1] if returns else math.nan
+    total = sum(
+        (b - a) * (x + y) / 2
+        for a, b, x, y in zip(steps, steps[1:], returns, returns[1:], strict=False)
+    )
+    return total / (steps[-1] - steps[0])
+
+
+def train_metric(run_dir: Path, key: str, last: int = 5) -> float:
+    """Mean of the last `last` logged values of a train.csv column (nan if never logged)."""
+    path = run_dir / "train.csv"
+    if not path.is_file():
+        return math.nan
+    values = [float(r[key]) for r in read_rows(path) if r.get(key)]
+    return statistics.fmean(values[-last:]) if values else math.nan
+
+
+def max_entropy(run_dir: Path) -> float:
+    """The Manager's largest possible entropy, n_latents * log(n_classes), from the config."""
+    path = run_dir / "config.yaml"
+    cfg = OmegaConf.load(path) if path.is_file() else None
+    if cfg is None or cfg.get("trainer") != "director":
+        return math.nan
+    return cfg.goal_vae.n_latents * math.log(cfg.goal_vae.n_classes)
+
+
+def spread(values: Sequence[float]) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return "–"
+    mean = statistics.fmean(finite)
+    sd = statistics.stdev(finite) if len(finite) > 1 else 0.0
+    return f"{mean:.0f} ± {sd:.0f}"
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if math.isfinite(value) else "–"
+
+
+def collect(out: Path) -> dict[tuple[str, str], list[dict]]:
+    """(task, agent) -> one record per run folder that has an eval.csv."""
+    table: dict[tuple[str, str], list[dict]] = {}
+    for eval_csv in sorted(out.glob("*/*/seed*/eval.csv")):
+        run_dir = eval_csv.parent
+        steps, returns = eval_curve(run_dir)
+        if not steps:
+            continue
+        entropy_max = max_entropy(run_dir)
+        table.setdefault((run_dir.parents[1].name, run_dir.parent.name), []).append(
+            {
+                "seed": run_dir.name.removeprefix("seed"),
+                "steps": steps,
+                "returns": returns,
+                "final": returns[-1],
+                "area": area(steps, returns),
+                "train": train_metric(run_dir, "episode_reward"),
+                "entropy": train_metric(run_dir, "manager/entropy") / entropy_max,
+                "reach": train_metric(run_dir, "goal/reached"),
+                "similarity": train_metric(run_dir, "goal/similarity"),
+            }
+        )
+    return table
+
+
+def report(out: Path, reference: Path | None, png: Path | None) -> str:
+    table = collect(out)
+    if not table:
+        raise FileNotFoundError(f"no run folders with an eval.csv under {out}")
+    lines = [
+        "| task | agent | seeds | last step | final eval (mean ± sd) | per seed | area | "
+        "vs flat | last train eps | manager entropy / max | goals reached | goal similarity |",
+        "|" + "---|" * 12,
+    ]
+    for (task, agent), records in sorted(table.items()):
+        finals = [r["final"] for r in records]
+        flat = table.get((task, "flat"))
+        flat_mean = statistics.fmean(r["final"] for r in flat) if flat else math.nan
+        ratio = statistics.fmean(finals) / flat_mean if flat_mean else math.nan
+        per_seed = " ".join(f"{r['seed']}:{r['final']:.0f}" for r in records)
+        lines.append(
+            f"| {task} | {agent} | {len(records)} | {min(r['steps'][-1] for r in records):,} | "
+            f"{spread(finals)} | {per_seed} | {spread([r['area'] for r in records])} | "
+            f"{fmt(ratio)} | {spread([r['train'] for r in records])} | "
+            f"{fmt(statistics.fmean(r['entropy'] for r in records))} | "
+            f"{fmt(statistics.fmean(r['reach'] for r in records))} | "
+            f"{fmt(statistics.fmean(r['similarity'] for r in records))} |"
+        )
+    if png is not None:
+        plot_grid(table, reference, png)
+    return "\n".join(lines)
+
+
+def plot_grid(table: dict[tuple[str, str], list[dict]], reference: Path | None, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({task for task, _ in table})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=False):
+        budget = 0
+        for (t, agent), records in sorted(table.items()):
+            if t != task:
+                continue
+            steps = min((r["steps"] for r in records), key=len)
+            curves = [r["returns"][: len(steps)] for r in records]
+            mean = [statistics.fmean(c) for c in zip(*curves, strict=True)]
+            (line,) = ax.plot(steps, mean, marker="o", ms=3, label=f"{agent} ({len(records)})")
+            low, high = (
+                [min(c) for c in zip(*curves, strict=True)],
+                [max(c) for c in zip(*curves, strict=True)],
+            )
+            ax.fill_between(steps, low, high, alpha=0.15, color=line.get_color())
+            budget = max(budget, steps[-1])
+        published = reference and reference_curve(reference, "tdmpc2", task)
+        if published:
+            ref_steps, ref_mean, *_ = published
+            keep = [(s, m) for s, m in zip(ref_steps, ref_mean, strict=False) if s <= budget]
+            if len(keep) > 1:  # a published point inside the budget besides step 0
+                ax.plot(*zip(*keep, strict=False), "k--", label="tdmpc2 (published)")
+        ax.set(title=task, xlabel="agent steps", ylabel="evaluation return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="mode", required=True)
+    run = sub.add_parser("run", help="train the grid (finished runs are skipped)")
+    run.add_argument("--tasks", nargs="+", default=["walker-walk"])
+    run.add_argument("--agents", nargs="+", default=["flat", "director"])
+    run.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    run.add_argument("--steps", type=int, default=8000)
+    run.add_argument("--eval-freq", type=int, default=2000)
+    run.add_argument("--eval-episodes", type=int, default=2)
+    run.add_argument("--model-size", type=int, default=1)
+    run.add_argument("--jobs", type=int, default=2, help="processes at once (one per core)")
+    run.add_argument("--launcher", help="a Hydra launcher (e.g. submitit_slurm) instead of --jobs")
+    run.add_argument("--overrides", nargs="*", default=[], help="extra overrides for every run")
+    rep = sub.add_parser("report", help="Markdown table and learning.png of the run folders")
+    rep.add_argument("--reference", type=Path, default=ROOT.parent / "shared" / "reference")
+    rep.add_argument("--png", type=Path, help="default: OUT/learning.png")
+    for p in (run, rep):
+        p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder of the run folders")
+    args = parser.parse_args(argv)
+    try:
+        if args.mode == "run":
+            if args.jobs < 1:
+                raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+            for spec in args.agents:
+                parse_agent(spec)
+            sys.exit(run_grid(args))
+        reference = args.reference if args.reference.is_dir() else None
+        print(report(args.out, reference, args.png or args.out / "learning.png"))
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()

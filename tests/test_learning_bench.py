@@ -1,0 +1,117 @@
+"""bench/learning.py trains a tiny grid end to end, skips finished runs and reports them."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))  # learning.py does `from plot import ...`
+try:
+    _spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "bench" / "learning.py")
+    learning = sys.modules["bench_learning"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(learning)  # registered first: its @dataclass looks itself up
+finally:
+    sys.path.remove(str(ROOT / "bench"))
+
+QUICK = ["--agents", "flat", "director", "--seeds", "1", "--steps", "300", "--eval-freq", "150"]
+QUICK += ["--eval-episodes", "1", "--model-size", "1", "--jobs", "2", "--overrides"]
+QUICK += ["seed_steps=100", "num_samples=32", "num_elites=8", "num_pi_trajs=4", "iterations=1"]
+QUICK += ["batch_size=16", "horizon=2", "buffer_size=2000"]
+
+
+def bench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    command = [sys.executable, "bench/learning.py", *map(str, args)]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """The quick grid trained once: (out folder, stdout of the first run)."""
+    out = tmp_path_factory.mktemp("learning")
+    first = bench("run", "--out", out, *QUICK)
+    logs = [log.read_text()[-1500:] for log in sorted(out.glob("*/*/seed*/train.log"))]
+    assert first.returncode == 0, "\n".join([first.stdout, first.stderr[-1500:], *logs])
+    return out, first.stdout
+
+
+def test_grid_trains_every_run_to_the_budget(grid):
+    out, stdout = grid
+    assert "2 runs in the grid, 0 finished, 2 to run" in stdout
+    assert stdout.count(": ok in ") == 2
+    for agent in ("flat", "director"):
+        run_dir = out / "walker-walk" / agent / "seed1"
+        assert (run_dir / "eval.csv").is_file(), (run_dir / "train.log").read_text()[-2000:]
+        assert learning.last_step(run_dir) >= 300
+        assert learning.finished(run_dir, 300)
+
+
+def test_rerun_skips_finished_runs(grid):
+    out, _ = grid
+    again = bench("run", "--out", out, *QUICK, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "2 runs in the grid, 2 finished, 0 to run" in again.stdout
+    assert "[1/" not in again.stdout  # nothing trained
+
+
+def test_report_table_and_png(grid):
+    out, _ = grid
+    png = out / "l.png"
+    rep = bench("report", "--out", out, "--png", png, timeout=300)
+    assert rep.returncode == 0, rep.stderr
+    lines = [line for line in rep.stdout.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[2:]:
+        row = dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True))
+        rows[row["agent"]] = row
+    assert set(rows) == {"flat", "director"}
+    for row in rows.values():
+        assert row["task"] == "walker-walk" and row["seeds"] == "1"
+        assert row["last step"] == "300"
+        assert row["per seed"].startswith("1:")
+        assert math.isfinite(float(row["per seed"].removeprefix("1:")))
+    assert rows["flat"]["vs flat"] == "1.00"
+    assert float(rows["director"]["vs flat"]) == pytest.approx(
+        float(rows["director"]["per seed"][2:]) / float(rows["flat"]["per seed"][2:]), abs=0.05
+    )
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_parse_agent():
+    assert learning.parse_agent("flat") == ("flat", ["trainer=online"])
+    assert learning.parse_agent("director") == ("director", ["trainer=director"])
+    spec = "director-g0=trainer=director,worker.goal_coef=0"
+    assert learning.parse_agent(spec) == ("director-g0", ["trainer=director", "worker.goal_coef=0"])
+    for bad in ("nope", "x=", "=a=b", "x=a=b,oops", "x=,"):
+        with pytest.raises(ValueError, match=rf"agent '{bad}': expected flat, director or NAME="):
+            learning.parse_agent(bad)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--jobs", "0"], "error: --jobs must be >= 1, got 0"),
+        (["run", "--agents", "flat", "nope"], "error: agent 'nope': expected flat"),
+        (["report"], "error: no run folders with an eval.csv under"),
+    ],
+)
+def test_bad_input_exits_with_one_error_line(tmp_path, args, message):
+    result = bench(*args, "--out", tmp_path, timeout=120)
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith(message)
+    assert not any(tmp_path.iterdir())  # failed before training or plotting anything
+
+
+def test_area_is_the_mean_under_the_trapezoids():
+    # (100 * (0 + 10) / 2 + 200 * (10 + 20) / 2) / 300 = 3500 / 300
+    assert learning.area([0, 100, 300], [0.0, 10.0, 20.0]) == pytest.approx(3500 / 300)
+    assert learning.area([0, 50], [4.0, 4.0]) == pytest.approx(4.0)
+    assert learning.area([150], [7.0]) == 7.0
+    assert math.isnan(learning.area([], []))

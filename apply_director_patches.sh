@@ -12,6 +12,7 @@ MODIFIED=(tdmpc2/agent.py tdmpc2/train.py)
 ADDED=(
   tdmpc2/common/goal_vae.py
   tdmpc2/common/manager.py
+  tdmpc2/common/goal_worker.py
   tdmpc2/trainer/director_trainer.py
   tdmpc2/configs/director.yaml
   tdmpc2/configs/task/director_walker_walk.yaml

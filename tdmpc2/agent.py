@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from tdmpc2.common.goal_vae import goal_reward
-from tdmpc2.common.math import discount_for, gumbel_sample
+from tdmpc2.common.math import cosine_max, discount_for, gumbel_sample
 from tdmpc2.common.scale import RunningScale
 from tdmpc2.common.world_model import WorldModel
 
@@ -100,6 +99,9 @@ class TDMPC2:
         )
         self._prev_mean = torch.zeros(cfg.horizon, cfg.action_dim, device=self.device)
         self._rho = cfg.rho ** torch.arange(cfg.horizon + 1, device=self.device, dtype=torch.float)
+        # Set by a hierarchy: (z, goal) -> [N, 1] in [0, 1], the discounted goal similarity
+        # still to come beyond the planning horizon. None: the last latent's similarity.
+        self.goal_value: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
         self.model.eval()
         if cfg.get("compile", False):
             # The planner's rollouts (on the CPU the native LayerNorm kernel stays an opaque
@@ -119,7 +121,8 @@ class TDMPC2:
     ) -> torch.Tensor:
         """Action in [-1, 1] for one observation; `t0` marks the first step of an episode.
 
-        With a `goal` latent the planner also rewards approaching it (Director's worker).
+        With a `goal` latent the planner also rewards approaching it (Director's worker):
+        see `_goal_term`.
         """
         obs = obs.to(self.device, non_blocking=True).unsqueeze(0)
         if self.cfg.mpc:
@@ -135,19 +138,37 @@ class TDMPC2:
         discount after the horizon.
 
         z is [N, latent], or [1, latent] when all N rollouts start from the same latent.
-        A `goal` adds `goal_coef * goal_reward(z', goal)` for each imagined next latent z'.
+        With a `goal`, the sum also holds the goal term's part inside the horizon.
         """
         G, discount = 0, 1.0
+        if goal is not None:
+            weight = self._goal_weight()
+            goal_discount = float(self.cfg.worker.goal_discount)
         for t in range(self.cfg.horizon):
             z, reward = self.model.step(z, actions[t])
             reward = self.model.two_hot.decode(reward)
-            if goal is not None:
-                reward = reward + self.cfg.worker.goal_coef * goal_reward(
-                    z, goal, self.cfg.worker.goal_reward
-                )
             G = G + discount * reward
+            if goal is not None:
+                G = G + weight * (1 - goal_discount) * goal_discount**t * cosine_max(z, goal)
             discount *= self.discount
         return G, z, discount
+
+    def _goal_weight(self) -> torch.Tensor:
+        """`goal_coef` in units of the Q range: the goal term weighs the same against the
+        task's value at every model size, task and stage of training."""
+        return self.cfg.worker.goal_coef * self.scale.value
+
+    def _goal_term(self, z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """The goal term's part after the horizon, from the last latents z [N, 1].
+
+        The whole term is `goal_coef * Q range * V`, where V in [0, 1] is the goal
+        similarity of the next latents discounted by `worker.goal_discount` and weighted
+        by (1 - goal_discount): inside the horizon from the rollout, after it from
+        `goal_value` (or, without one, as if the last latent stayed put).
+        """
+        tail = self.goal_value(z, goal) if self.goal_value is not None else cosine_max(z, goal)
+        horizon_discount = float(self.cfg.worker.goal_discount) ** self.cfg.horizon
+        return self._goal_weight() * horizon_discount * tail
 
     @torch.no_grad()
     def _estimate_value(
@@ -168,7 +189,8 @@ class TDMPC2:
         if prefix is not None:
             G, z = torch.cat([prefix[0], G]), torch.cat([prefix[1], z])
         action = self.model.pi_action(z)
-        return G + discount * self.model.Q(z, action, return_type="avg")
+        value = G + discount * self.model.Q(z, action, return_type="avg")
+        return value if goal is None else value + self._goal_term(z, goal)
 
     @torch.no_grad()
     def _plan(

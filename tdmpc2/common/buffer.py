@@ -162,6 +162,30 @@ class Buffer:
         }
         return {k: v.to(self.device) for k, v in batch.items()}
 
+    def sample_relabelled(
+        self, max_offset: int, batch_size: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Transitions with hindsight goals: obs, action, next_obs and goal_obs, each [B, ...].
+
+        goal_obs is the observation 1..max_offset steps (uniform) after obs in the same
+        episode; an offset past the episode's end falls back to next_obs.
+        """
+        start = self._draw_starts(batch_size or self.batch_size)
+        following = (start + 1) % self.capacity
+        offset = torch.randint(1, int(max_offset) + 1, start.shape, generator=self._generator)
+        goal = (start + offset) % self.capacity
+        same = (self._episode[goal] == self._episode[start]) & (
+            self._index[goal] - self._index[start] == offset
+        )
+        goal = torch.where(same, goal, following)
+        batch = {
+            "obs": self._obs[start],
+            "action": self._action[start],
+            "next_obs": self._obs[following],
+            "goal_obs": self._obs[goal],
+        }
+        return {k: v.to(self.device) for k, v in batch.items()}
+
     # ------------------------------------------------------------ persistence
     def state_dict(self) -> dict:
         """Everything needed to resume sampling exactly; a checkpoint can embed it."""

@@ -17,23 +17,6 @@ from torch import nn
 from tdmpc2.common.layers import SimNorm, mlp
 from tdmpc2.common.math import gumbel_noise
 
-GOAL_REWARDS = ("l2", "cosine_max")
-
-
-def goal_reward(z: torch.Tensor, goal: torch.Tensor, kind: str = "l2") -> torch.Tensor:
-    """Worker reward for being at latent `z` when the goal is `goal`: [..., 1].
-
-    `l2` is the negative Euclidean distance; `cosine_max` is Director's similarity,
-    the dot product divided by the larger of the two squared norms (1 at the goal).
-    """
-    if kind == "l2":
-        return -torch.linalg.vector_norm(z - goal, dim=-1, keepdim=True)
-    if kind == "cosine_max":
-        dot = (z * goal).sum(-1, keepdim=True)
-        norm = torch.maximum(z.pow(2).sum(-1, keepdim=True), goal.pow(2).sum(-1, keepdim=True))
-        return dot / norm.clamp_min(1e-8)
-    raise ValueError(f"unknown goal reward '{kind}' (expected one of {', '.join(GOAL_REWARDS)})")
-
 
 def _require(ok: bool, message: str) -> None:
     if not ok:

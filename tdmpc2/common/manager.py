@@ -1,12 +1,15 @@
 """The Manager: picks a goal code every `goal_interval` steps, trained by actor-critic with GAE.
 
-It only sees latents, codes and rewards; the caller adds any exploration bonus (e.g.
-the Goal-VAE's reconstruction error) to the rewards, so it stays ignorant of the VAE.
+It learns in imagination, as Director's does: from replay latents it samples codes and
+lets the caller play each goal interval in the world model. It only sees latents,
+codes and per-term rewards, so it stays ignorant of the Goal-VAE and the Worker.
 """
 
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +17,7 @@ from torch import nn
 from torch.distributions import Independent, OneHotCategorical
 
 from tdmpc2.common.layers import mlp
+from tdmpc2.common.scale import RunningScale
 
 
 def gae(
@@ -40,11 +44,17 @@ def gae(
 
 
 class Manager(nn.Module):
-    """Actor over `n_latents` independent categoricals of `n_classes`, and a critic V(z).
+    """Actor over `n_latents` independent categoricals of `n_classes`, and one critic V(z)
+    with its own return normaliser per reward term.
 
-    Create it with the right `device`: the optimisers are built in __init__ and `.to()`
-    afterwards would leave their state on the old device.
+    Director's terms: the task's reward (weight 1) and an exploration bonus (weight
+    `exploration_weight`). Each term's lambda-returns are divided by that term's running
+    5th-95th percentile range (at least 1) before the advantages are summed, so neither
+    term's units drown the other. Create it with the right `device`: the optimisers are
+    built in __init__ and `.to()` afterwards would leave their state on the old device.
     """
+
+    TERMS = ("extrinsic", "exploration")
 
     def __init__(
         self,
@@ -53,10 +63,10 @@ class Manager(nn.Module):
         n_classes: int,
         hidden_dim: int = 256,
         lr: float = 3e-4,
-        gamma: float = 0.99,
+        gamma: float = 0.92,
         lam: float = 0.95,
-        entropy_coef: float = 1e-2,
-        normalize_advantages: bool = True,
+        entropy_coef: float = 1e-3,
+        exploration_weight: float = 0.1,
         grad_clip: float = 20.0,
         device: torch.device | str = "cpu",
     ) -> None:
@@ -68,6 +78,10 @@ class Manager(nn.Module):
             (0 <= gamma <= 1, f"manager.gamma must be in [0, 1], got {gamma}"),
             (0 <= lam <= 1, f"manager.lam must be in [0, 1], got {lam}"),
             (entropy_coef >= 0, f"manager.entropy_coef must be >= 0, got {entropy_coef}"),
+            (
+                exploration_weight >= 0,
+                f"manager.exploration_weight must be >= 0, got {exploration_weight}",
+            ),
             (grad_clip > 0, f"manager.grad_clip must be > 0, got {grad_clip}"),
         ]
         for ok, message in checks:
@@ -75,15 +89,19 @@ class Manager(nn.Module):
                 raise ValueError(message)
         self.n_latents, self.n_classes = n_latents, n_classes
         self.gamma, self.lam, self.entropy_coef = gamma, lam, entropy_coef
-        self.normalize_advantages, self.grad_clip = normalize_advantages, grad_clip
+        self.weights = (1.0, exploration_weight)
+        self.grad_clip = grad_clip
         self.actor = mlp(latent_dim, [hidden_dim, hidden_dim], n_latents * n_classes)
-        self.critic = mlp(latent_dim, [hidden_dim, hidden_dim], 1)
-        for head in (self.actor[-1], self.critic[-1]):  # uniform policy and zero value at start
+        self.critics = nn.ModuleList(
+            mlp(latent_dim, [hidden_dim, hidden_dim], 1) for _ in self.TERMS
+        )
+        self.scales = nn.ModuleList(RunningScale() for _ in self.TERMS)
+        for head in (self.actor[-1], *(c[-1] for c in self.critics)):  # uniform, zero value
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
         self.to(device)
         self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=lr)
-        self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=lr)
+        self.critic_optim = torch.optim.Adam(self.critics.parameters(), lr=lr)
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
         """Policy logits [..., n_latents, n_classes]."""
@@ -100,48 +118,76 @@ class Manager(nn.Module):
             return F.one_hot(self.logits(z).argmax(-1), self.n_classes).float()
         return self.dist(z).sample()
 
-    def value(self, z: torch.Tensor) -> torch.Tensor:
-        """V(z) [B]."""
-        return self.critic(z).squeeze(-1)
+    def max_entropy(self) -> float:
+        """Entropy of the uniform policy: n_latents * log(n_classes)."""
+        return self.n_latents * math.log(self.n_classes)
+
+    @torch.no_grad()
+    def imagine(
+        self,
+        z: torch.Tensor,
+        interval: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]],
+        decisions: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rolls `decisions` Manager decisions forward from latents z [B, latent].
+
+        `interval(z, codes)` plays one goal interval in the world model and returns
+        (latents at its end, extrinsic return, exploration bonus), the last two [B].
+        Returns latents [D+1, B, latent], codes [D, B, n_latents, n_classes] and
+        rewards [terms, D, B].
+        """
+        zs, codes, rewards = [z], [], []
+        for _ in range(decisions):
+            code = self.dist(z).sample()
+            z, extrinsic, exploration = interval(z, code)
+            zs.append(z)
+            codes.append(code)
+            rewards.append(torch.stack([extrinsic, exploration]))
+        return torch.stack(zs), torch.stack(codes), torch.stack(rewards, 1)
 
     def update(
-        self, z: torch.Tensor, codes: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor
-    ) -> dict[str, float]:
-        """One actor and one critic step on a rollout of T manager decisions.
+        self, z: torch.Tensor, codes: torch.Tensor, rewards: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """One actor (REINFORCE + entropy) and one critic step on imagined decisions.
 
-        z [T+1, B, latent_dim] (the decision states plus the bootstrap state),
-        codes [T, B, n_latents, n_classes], rewards and dones [T, B].
+        z [D+1, B, latent] (decision states and the bootstrap state), codes
+        [D, B, n_latents, n_classes], rewards [terms, D, B]. Imagined rollouts do not
+        end, so every return bootstraps from the critics.
         """
         z = z.detach()
-        with torch.no_grad():
-            values = self.value(z)
-            advantages, returns = gae(rewards, values, dones, self.gamma, self.lam)
-        adv = advantages
-        if self.normalize_advantages and adv.numel() > 1:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        dones = torch.zeros_like(rewards[0])
+        values = torch.stack([critic(z).squeeze(-1) for critic in self.critics])
+        advantage = torch.zeros_like(dones)
+        returns = []
+        for i, scale in enumerate(self.scales):
+            adv, ret = gae(rewards[i], values[i].detach(), dones, self.gamma, self.lam)
+            scale.update(ret)
+            advantage = advantage + self.weights[i] * adv / scale.value
+            returns.append(ret)
+        returns = torch.stack(returns)
 
         dist = self.dist(z[:-1])
         entropy = dist.entropy()
-        actor_loss = -(dist.log_prob(codes) * adv).mean() - self.entropy_coef * entropy.mean()
+        actor_loss = -(dist.log_prob(codes) * advantage).mean() - self.entropy_coef * entropy.mean()
         self.actor_optim.zero_grad(set_to_none=True)
         actor_loss.backward()
         nn.utils.clip_grad_norm_(self.actor.parameters(), self.grad_clip)
         self.actor_optim.step()
 
-        critic_loss = 0.5 * F.mse_loss(self.value(z[:-1]), returns)
+        critic_loss = 0.5 * F.mse_loss(values[:, :-1], returns)
         self.critic_optim.zero_grad(set_to_none=True)
         critic_loss.backward()
-        nn.utils.clip_grad_norm_(self.critic.parameters(), self.grad_clip)
+        nn.utils.clip_grad_norm_(self.critics.parameters(), self.grad_clip)
         self.critic_optim.step()
-
-        return {
-            "manager/actor_loss": actor_loss.item(),
-            "manager/critic_loss": critic_loss.item(),
-            "manager/entropy": entropy.mean().item(),
-            "manager/advantage": advantages.mean().item(),
-            "manager/return": returns.mean().item(),
-            "manager/value": values[:-1].mean().item(),
+        metrics = {
+            "manager/actor_loss": actor_loss.detach(),
+            "manager/critic_loss": critic_loss.detach(),
+            "manager/entropy": entropy.detach().mean(),
+            "manager/advantage": advantage.mean(),
         }
+        for term, ret in zip(self.TERMS, returns, strict=True):
+            metrics[f"manager/return_{term}"] = ret.mean()
+        return metrics
 
     def optim_state_dict(self) -> dict:
         """Both optimisers' states, which `state_dict()` leaves out."""

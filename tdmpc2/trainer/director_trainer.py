@@ -7,9 +7,11 @@ from omegaconf import DictConfig
 
 from tdmpc2.agent import TDMPC2
 from tdmpc2.common.buffer import Buffer
-from tdmpc2.common.goal_vae import GOAL_REWARDS, GoalVAE
+from tdmpc2.common.goal_vae import GoalVAE
+from tdmpc2.common.goal_worker import GoalWorker
 from tdmpc2.common.logger import Logger
 from tdmpc2.common.manager import Manager
+from tdmpc2.common.math import cosine_max
 from tdmpc2.common.parser import ConfigError
 from tdmpc2.trainer.online_trainer import OnlineTrainer
 
@@ -17,26 +19,37 @@ from tdmpc2.trainer.online_trainer import OnlineTrainer
 def check_director_cfg(cfg: DictConfig) -> None:
     """Rejects Director settings that cannot work, before anything trains."""
     m, w = cfg.manager, cfg.worker
-    if int(m.goal_interval) < 1:
-        raise ConfigError(f"manager.goal_interval must be >= 1, got {m.goal_interval}")
-    if int(m.rollout_len) < 1:
-        raise ConfigError(f"manager.rollout_len must be >= 1, got {m.rollout_len}")
-    if w.goal_reward not in GOAL_REWARDS:
+    for key, value in (
+        ("manager.goal_interval", m.goal_interval),
+        ("manager.decisions", m.decisions),
+        ("manager.batch_size", m.batch_size),
+        ("manager.update_every", m.update_every),
+        ("worker.batch_size", w.batch_size),
+        ("worker.relabel_offset", w.relabel_offset),
+    ):
+        if int(value) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {value}")
+    if int(m.batch_size) > int(w.batch_size):
         raise ConfigError(
-            f"worker.goal_reward must be one of {', '.join(GOAL_REWARDS)}, got '{w.goal_reward}'"
+            f"manager.batch_size ({m.batch_size}) must be <= worker.batch_size ({w.batch_size}): "
+            "the Manager imagines from the Worker's replay latents"
         )
     if float(w.goal_coef) < 0:
         raise ConfigError(f"worker.goal_coef must be >= 0, got {w.goal_coef}")
 
 
 class DirectorTrainer(OnlineTrainer):
-    """Online training of the world model, the Goal-VAE and the Manager together.
+    """Online training of the world model, the Goal-VAE, the goal-conditioned Worker
+    and the Manager together.
 
     Every `goal_interval` steps the Manager picks a code from the current latent, the
     Goal-VAE decodes it into a goal latent, and the planner adds a goal term to its
-    imagined rewards. The Manager learns on its own timescale from the environment
-    reward summed over each interval (plus an optional exploration bonus). An
-    episode's end, time limit included, ends the Manager's trajectory: no bootstrap.
+    imagined return, valued beyond its horizon by the goal critic. Each update trains,
+    after the world model, the Goal-VAE and the goal critic and policy on replay
+    transitions with relabelled goals, and the Manager in imagination: from replay
+    latents it picks codes, the goal policy plays each interval in the world model, and
+    the Manager is rewarded with the predicted reward plus the Goal-VAE's
+    reconstruction error of where the interval ends.
     """
 
     kind = "director"
@@ -46,7 +59,7 @@ class DirectorTrainer(OnlineTrainer):
     ) -> None:
         check_director_cfg(cfg)
         super().__init__(cfg, env, agent, buffer, logger)
-        g, m = cfg.goal_vae, cfg.manager
+        g, m, w = cfg.goal_vae, cfg.manager, cfg.worker
         self.goal_vae = GoalVAE(
             latent_dim=cfg.latent_dim,
             n_latents=g.n_latents,
@@ -69,12 +82,27 @@ class DirectorTrainer(OnlineTrainer):
             gamma=m.gamma,
             lam=m.lam,
             entropy_coef=m.entropy_coef,
+            exploration_weight=m.exploration_weight,
             device=agent.device,
         )
+        self.worker = GoalWorker(
+            latent_dim=cfg.latent_dim,
+            action_dim=cfg.action_dim,
+            hidden_dim=w.hidden_dim,
+            goal_discount=w.goal_discount,
+            goal_coef=w.goal_coef,
+            lr=w.lr,
+            tau=cfg.tau,
+            entropy_coef=cfg.entropy_coef,
+            log_std_min=cfg.log_std_min,
+            log_std_max=cfg.log_std_max,
+            grad_clip=cfg.grad_clip_norm,
+            device=agent.device,
+        )
+        agent.goal_value = self.worker.value
         self.interval = int(m.goal_interval)
         self._goal: torch.Tensor | None = None
-        self._pending: dict | None = None  # the manager decision whose interval is running
-        self._rollout: list[dict] = []  # finished manager transitions awaiting an update
+        self._start_similarity: torch.Tensor | None = None  # of the running training interval
         self._reset_stats()
 
     # ------------------------------------------------------------ acting
@@ -85,16 +113,14 @@ class DirectorTrainer(OnlineTrainer):
     def act(self, obs: torch.Tensor, t: int, eval_mode: bool) -> torch.Tensor:
         if t % self.interval == 0:
             self._choose_goal(obs, t, eval_mode)
-        if not eval_mode:
-            z = self._encode(obs)
-            self._stats["distance"] += torch.linalg.vector_norm(z - self._goal)
-            self._stats["steps"] += 1
-            if self.seeding:
-                return self.env.rand_act()
+        if not eval_mode and self.seeding:
+            return self.env.rand_act()
         return self.agent.act(obs, t0=t == 0, eval_mode=eval_mode, goal=self._goal)
 
     def _choose_goal(self, obs: torch.Tensor, t: int, eval_mode: bool) -> None:
         z = self._encode(obs)
+        if not eval_mode and t > 0:
+            self._close_interval(z)
         if not eval_mode and self.seeding:
             code = self.goal_vae.sample_code((1,))
         else:
@@ -102,89 +128,105 @@ class DirectorTrainer(OnlineTrainer):
             code = self.manager.act(z, deterministic=greedy)
         with torch.no_grad():
             self._goal = self.goal_vae.decode(code)
-        if eval_mode:
-            return
-        self._stats["codes"].append(code)
-        if t > 0:
-            self._close_transition(obs, done=False)
-        if not self.seeding:
-            self._pending = {"obs": obs, "code": code, "reward": 0.0}
+        if not eval_mode:
+            self._stats["codes"].append(code)
+            self._start_similarity = cosine_max(z, self._goal)
 
     def after_env_step(self, obs: torch.Tensor, reward: float, done: bool, info: dict) -> None:
-        if self._pending is not None:
-            self._pending["reward"] += reward
         if done:
-            self._close_transition(obs, done=True)
+            self._close_interval(self._encode(obs))
 
-    def _close_transition(self, next_obs: torch.Tensor, done: bool) -> None:
-        """Finishes the running manager decision; updates the Manager once a rollout is full."""
-        if self._pending is None:
+    def _close_interval(self, z: torch.Tensor) -> None:
+        """Goal reach of the training interval that ends at latent z: did it end nearer
+        its goal than it started, and how similar to the goal is its last latent?"""
+        if self._start_similarity is None:
             return
-        reward = self._pending["reward"]
-        weight = float(self.cfg.manager.exploration_weight)
-        if weight > 0:
-            reward += weight * float(self.goal_vae.recon_error(self._encode(next_obs)))
-        self._rollout.append({**self._pending, "reward": reward, "done": float(done)})
-        self._pending = None
-        if len(self._rollout) >= int(self.cfg.manager.rollout_len):
-            self._update_manager(next_obs)
-
-    def _update_manager(self, bootstrap_obs: torch.Tensor) -> None:
-        obs = torch.stack([tr["obs"] for tr in self._rollout] + [bootstrap_obs])
-        with torch.no_grad():
-            z = self.agent.model.encode(obs.to(self.agent.device)).unsqueeze(1)
-        codes = torch.cat([tr["code"] for tr in self._rollout]).unsqueeze(1)
-        rewards = torch.tensor([[tr["reward"]] for tr in self._rollout], device=z.device)
-        dones = torch.tensor([[tr["done"]] for tr in self._rollout], device=z.device)
-        self._manager_metrics = self.manager.update(z, codes, rewards, dones)
-        self._rollout = []
+        similarity = cosine_max(z, self._goal)
+        self._stats["reached"].append(float(similarity > self._start_similarity))
+        self._stats["similarity"].append(float(similarity))
+        self._start_similarity = None
 
     # ---------------------------------------------------------- learning
     def update(self, num_updates: int) -> dict[str, torch.Tensor]:
         metrics: dict = {}
         for _ in range(num_updates):
             metrics = {f"worker/{k}": v for k, v in self._agent_update().items()}
-            with torch.no_grad():
-                z = self.agent.model.encode(self.buffer.sample()["obs"][0])
-            metrics.update(self.goal_vae.update(z, self._step))
+            metrics.update(self._hierarchy_update())
         return metrics
+
+    def _hierarchy_update(self) -> dict:
+        """Goal-VAE, goal critic and policy on relabelled replay; the Manager in imagination."""
+        model, w = self.agent.model, self.cfg.worker
+        batch = self.buffer.sample_relabelled(int(w.relabel_offset), int(w.batch_size))
+        with torch.no_grad():
+            z, next_z, future_z = model.encode(
+                torch.stack([batch["obs"], batch["next_obs"], batch["goal_obs"]])
+            )
+        metrics = self.goal_vae.update(z, self._step)
+        half = len(z) // 2  # hindsight goals, and goals the Manager could hand out
+        with torch.no_grad():
+            decoded = self.goal_vae.decode(self.goal_vae.sample_code((len(z) - half,)))
+        goal = torch.cat([future_z[:half], decoded])
+        metrics.update(
+            self.worker.update(z, batch["action"], next_z, goal, self._task_value),
+        )
+        starts = z[: int(self.cfg.manager.batch_size)]
+        imagined = self.manager.imagine(
+            starts, self._imagine_interval, int(self.cfg.manager.decisions)
+        )
+        metrics.update(self.manager.update(*imagined))
+        return metrics
+
+    def _task_value(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The world model's Q over its running range, critics frozen (d/d action only)."""
+        return self.agent.scale(self.agent.model.Q(z, action, return_type="avg", detach=True))
+
+    @torch.no_grad()
+    def _imagine_interval(
+        self, z: torch.Tensor, code: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One goal interval in the world model under the goal policy: (last latents,
+        discounted predicted reward, Goal-VAE reconstruction error of the last latents)."""
+        model, goal = self.agent.model, self.goal_vae.decode(code)
+        ret, discount = torch.zeros(len(z), device=z.device), 1.0
+        for _ in range(self.interval):
+            action = self.worker.pi(z, goal)[1]
+            z, reward = model.step(z, action)
+            ret += discount * model.two_hot.decode(reward).squeeze(-1)
+            discount *= self.agent.discount
+        return z, ret, self.goal_vae.recon_error(z)
 
     # ----------------------------------------------------------- logging
     def _reset_stats(self) -> None:
-        self._stats: dict = {"codes": [], "distance": 0.0, "steps": 0}
-        self._manager_metrics: dict[str, float] = {}
+        self._stats: dict = {"codes": [], "reached": [], "similarity": []}
 
     def _close_episode(self, episode: dict[str, list], started: float) -> dict[str, float]:
         metrics = super()._close_episode(episode, started)
         if self._stats["codes"]:
-            codes = torch.cat(self._stats["codes"])
-            metrics["goal/perplexity"] = self.goal_vae.perplexity(codes)
-            metrics["goal/distance"] = float(self._stats["distance"]) / max(self._stats["steps"], 1)
-        metrics.update(self._manager_metrics)
+            metrics["goal/perplexity"] = self.goal_vae.perplexity(torch.cat(self._stats["codes"]))
+        if self._stats["reached"]:
+            metrics["goal/reached"] = sum(self._stats["reached"]) / len(self._stats["reached"])
+            metrics["goal/similarity"] = sum(self._stats["similarity"]) / len(
+                self._stats["similarity"]
+            )
         self._reset_stats()
         return metrics
 
     # ------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
-        """Adds the Goal-VAE, the Manager and the running goal, decision and rollout."""
-        stats = {**self._stats, "codes": list(self._stats["codes"])}
-        stats["distance"] = float(stats["distance"])  # a tensor that `+=` changes in place
+        """Adds the Goal-VAE, the Manager, the goal Worker and the running goal and stats."""
         return {
             **super().state_dict(),
             "goal_vae": self.goal_vae.state_dict(),
             "goal_vae_optim": self.goal_vae.optim_state_dict(),
             "manager": self.manager.state_dict(),
             "manager_optim": self.manager.optim_state_dict(),
+            "goal_worker": self.worker.state_dict(),
+            "goal_worker_optim": self.worker.optim_state_dict(),
             "director": {
                 "goal": self._goal,
-                "pending": None if self._pending is None else dict(self._pending),
-                "rollout": list(self._rollout),
-                "stats": {
-                    **stats,
-                    "codes": list(stats["codes"]),
-                    "distance": float(stats["distance"]),
-                },
-                "manager_metrics": dict(self._manager_metrics),
+                "start_similarity": self._start_similarity,
+                "stats": {k: list(v) for k, v in self._stats.items()},
             },
         }
 
@@ -194,10 +236,11 @@ class DirectorTrainer(OnlineTrainer):
         self.goal_vae.load_optim_state_dict(state["goal_vae_optim"])
         self.manager.load_state_dict(state["manager"])
         self.manager.load_optim_state_dict(state["manager_optim"])
+        self.worker.load_state_dict(state["goal_worker"])
+        self.worker.load_optim_state_dict(state["goal_worker_optim"])
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         director = state["director"]
-        self._goal, self._pending = director["goal"], director["pending"]
-        self._rollout, self._stats = director["rollout"], director["stats"]
-        self._manager_metrics = director["manager_metrics"]
+        self._goal, self._start_similarity = director["goal"], director["start_similarity"]
+        self._stats = {k: list(v) for k, v in director["stats"].items()}

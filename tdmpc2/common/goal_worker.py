@@ -1,0 +1,147 @@
+"""The Worker's goal-conditioned half: a goal critic and a goal-conditioned policy prior.
+
+The planner (TD-MPC2's MPPI) stays the Worker that acts. It sees a goal only over its
+3-step horizon unless something values goals beyond it: the goal critic Q_g(z, a, g)
+gives that value (`value`, handed to the agent as its `goal_value`), and the policy
+prior pi_g(z, g) is how the Manager imagines the Worker pursuing a goal. Both learn
+from replay transitions with goals relabelled in hindsight (latents reached later in
+the same episode) or decoded from random codes (the goals the Manager hands out).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tdmpc2.common.layers import mlp
+from tdmpc2.common.math import cosine_max, gaussian_logprob, squash
+
+
+class GoalWorker(nn.Module):
+    """pi_g(z, g) and two goal critics with Polyak targets, all scaled to [0, 1].
+
+    Q_g is the (1 - gamma)-weighted discounted sum of future goal similarities, so it
+    lies in [0, 1] like `cosine_max`; the planner's goal term multiplies it by the goal
+    weight. Create it on the right `device`: the optimisers are built in __init__.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        action_dim: int,
+        hidden_dim: int = 256,
+        goal_discount: float = 0.9,
+        goal_coef: float = 0.1,
+        lr: float = 3e-4,
+        tau: float = 0.01,
+        entropy_coef: float = 1e-4,
+        log_std_min: float = -10.0,
+        log_std_max: float = 2.0,
+        grad_clip: float = 20.0,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        super().__init__()
+        if not 0 <= goal_discount < 1:
+            raise ValueError(f"worker.goal_discount must be in [0, 1), got {goal_discount}")
+        if hidden_dim < 1 or lr <= 0:
+            raise ValueError(f"worker.hidden_dim and worker.lr must be > 0, got {hidden_dim}, {lr}")
+        self.action_dim = action_dim
+        self.goal_discount, self.goal_coef, self.tau = goal_discount, goal_coef, tau
+        self.entropy_coef, self.grad_clip = entropy_coef * action_dim, grad_clip
+        self.log_std_min, self.log_std_dif = log_std_min, log_std_max - log_std_min
+        self._pi = mlp(2 * latent_dim, [hidden_dim, hidden_dim], 2 * action_dim)
+        in_dim = 2 * latent_dim + action_dim
+        self._Qs = nn.ModuleList(mlp(in_dim, [hidden_dim, hidden_dim], 1) for _ in range(2))
+        for q in self._Qs:  # start at zero value
+            nn.init.zeros_(q[-1].weight)
+            nn.init.zeros_(q[-1].bias)
+        self._target_Qs = copy.deepcopy(self._Qs).requires_grad_(False)
+        self.to(device)
+        self.pi_optim = torch.optim.Adam(self._pi.parameters(), lr=lr, eps=1e-5)
+        self.q_optim = torch.optim.Adam(self._Qs.parameters(), lr=lr)
+
+    def pi(
+        self, z: torch.Tensor, goal: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Tanh-Gaussian policy prior given the goal: (mean, sampled action, log-prob)."""
+        mu, log_std = self._pi(torch.cat([z, goal], -1)).chunk(2, dim=-1)
+        log_std = self.log_std_min + 0.5 * self.log_std_dif * (torch.tanh(log_std) + 1)
+        eps = torch.randn_like(mu)
+        log_pi = gaussian_logprob(eps, log_std)
+        return squash(mu, mu + eps * log_std.exp(), log_pi)
+
+    def q(
+        self, z: torch.Tensor, action: torch.Tensor, goal: torch.Tensor, target: bool = False
+    ) -> torch.Tensor:
+        """Both critics' values [2, ..., 1]."""
+        x = torch.cat([z, action, goal], -1)
+        return torch.stack([q(x) for q in (self._target_Qs if target else self._Qs)])
+
+    @torch.no_grad()
+    def value(self, z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """Goal value [N, 1] in [0, 1] of latents z under pi_g: the planner's `goal_value`."""
+        mu = self.pi(z, goal.expand_as(z))[0]
+        return self.q(z, mu, goal.expand_as(z)).mean(0).clamp(0, 1)
+
+    @torch.no_grad()
+    def td_target(self, next_z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """(1 - gamma) * similarity(z', g) + gamma * min target Q_g(z', pi_g(z', g), g)."""
+        action = self.pi(next_z, goal)[1]
+        next_q = self.q(next_z, action, goal, target=True).min(0).values
+        gamma = self.goal_discount
+        return (1 - gamma) * cosine_max(next_z, goal) + gamma * next_q.clamp(0, 1)
+
+    def update(
+        self,
+        z: torch.Tensor,
+        action: torch.Tensor,
+        next_z: torch.Tensor,
+        goal: torch.Tensor,
+        task_value: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        """One critic step (TD on the relabelled goals) and one policy step.
+
+        The policy maximises what the planner maximises, divided by the Q range:
+        `task_value(z, a)` (the world model's Q over its running range, critics
+        frozen) plus goal_coef * Q_g, plus entropy.
+        """
+        z, next_z, goal = z.detach(), next_z.detach(), goal.detach()
+        target = self.td_target(next_z, goal)
+        q_loss = F.mse_loss(self.q(z, action, goal), target.expand(2, -1, -1))
+        self.q_optim.zero_grad(set_to_none=True)
+        q_loss.backward()
+        nn.utils.clip_grad_norm_(self._Qs.parameters(), self.grad_clip)
+        self.q_optim.step()
+
+        _, pi, log_pi = self.pi(z, goal)
+        goal_q = self.q(z, pi, goal).mean(0)
+        objective = task_value(z, pi) + self.goal_coef * goal_q - self.entropy_coef * log_pi
+        pi_loss = -objective.mean()
+        self.pi_optim.zero_grad(set_to_none=True)
+        pi_loss.backward()
+        nn.utils.clip_grad_norm_(self._pi.parameters(), self.grad_clip)
+        self.pi_optim.step()
+        self._Qs.zero_grad(set_to_none=True)  # the policy step's gradients into the critics
+        with torch.no_grad():
+            torch._foreach_lerp_(
+                list(self._target_Qs.parameters()), list(self._Qs.parameters()), self.tau
+            )
+        return {
+            "worker/goal_q_loss": q_loss.detach(),
+            "worker/goal_pi_loss": pi_loss.detach(),
+            "worker/goal_value": goal_q.detach().mean(),
+        }
+
+    def optim_state_dict(self) -> dict:
+        """Both optimisers' states, which `state_dict()` leaves out."""
+        return {"pi": self.pi_optim.state_dict(), "q": self.q_optim.state_dict()}
+
+    def load_optim_state_dict(self, state: dict) -> None:
+        """Loads a copy: torch's loader would otherwise share (and step) the given tensors."""
+        state = copy.deepcopy(state)
+        self.pi_optim.load_state_dict(state["pi"])
+        self.q_optim.load_state_dict(state["q"])

@@ -72,6 +72,14 @@ def ok(proc: subprocess.CompletedProcess) -> str:
     return proc.stdout
 
 
+@pytest.fixture(scope="module", autouse=True)
+def restore_threads():
+    """threads=1 is process-wide, and tests/conftest.py's reset does not reach this file."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return copy_repo(tmp_path / "repo")
@@ -160,7 +168,10 @@ def test_hydra_overrides_reach_goal_vae_and_manager(tmp_path: Path):
         "manager.goal_interval=5",
         "manager.gamma=0.9",
         "manager.entropy_coef=0.02",
+        "manager.exploration_weight=0.25",
         "worker.goal_coef=0.3",
+        "worker.goal_discount=0.7",
+        "worker.hidden_dim=24",
         f"work_dir={tmp_path}",
     ]
     trainer = build(compose_cfg(overrides), overrides)
@@ -170,7 +181,11 @@ def test_hydra_overrides_reach_goal_vae_and_manager(tmp_path: Path):
     assert trainer.interval == 5
     assert (trainer.manager.gamma, trainer.manager.entropy_coef) == (0.9, 0.02)
     assert trainer.manager.actor[-1].out_features == 8 * 4
+    assert trainer.manager.weights == (1.0, 0.25)
     assert trainer.agent.cfg.worker.goal_coef == 0.3
+    assert (trainer.worker.goal_discount, trainer.worker.goal_coef) == (0.7, 0.3)
+    assert trainer.worker._pi[0].out_features == 24
+    assert trainer.agent.goal_value == trainer.worker.value  # the planner values goals with it
     assert trainer.cfg.task == "walker-walk"
 
 
@@ -193,6 +208,22 @@ def test_trainer_selection(overrides: list[str], expected: str):
 
 
 # --------------------------------------------------------------- checkpoints
+def assert_same(a, b, where: str) -> None:
+    """Exact equality of nested optimiser states."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert set(a) == set(b), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a} != {b}"
+
+
 def test_director_checkpoint_round_trip(tmp_path: Path):
     overrides = [
         *TINY,
@@ -200,12 +231,17 @@ def test_director_checkpoint_round_trip(tmp_path: Path):
         "goal_vae.n_latents=4",
         "goal_vae.n_classes=3",
         "manager.goal_interval=4",
-        "manager.rollout_len=4",
+        "goal_vae.hidden_dim=32",
+        "manager.hidden_dim=32",
+        "manager.batch_size=8",
+        "worker.hidden_dim=32",
+        "worker.batch_size=16",
         "steps=700",
         "seed_steps=300",
         "eval_freq=100000",
         "eval_episodes=1",
         "progress_bar=false",
+        "threads=1",  # a second thread only contends on the busy 2-core machine
     ]
 
     def director(run: str):
@@ -218,9 +254,15 @@ def test_director_checkpoint_round_trip(tmp_path: Path):
 
     fresh = director("b")
     fresh.load_state_dict(checkpoint.load(path, fresh.cfg))
-    for name in ("goal_vae", "manager"):
+    for name in ("goal_vae", "manager", "worker"):  # the Manager's return scales included
         saved, loaded = getattr(trained, name).state_dict(), getattr(fresh, name).state_dict()
+        assert set(saved) == set(loaded), name
         assert all(torch.equal(saved[k], loaded[k]) for k in saved), name
+    assert all(bool(s.initialised) for s in fresh.manager.scales)
+    assert fresh.agent.goal_value == fresh.worker.value  # the loaded goal critic plans
+    for name in ("goal_vae", "manager", "worker"):
+        saved, loaded = (getattr(t, name).optim_state_dict() for t in (trained, fresh))
+        assert_same(saved, loaded, name)
     saved, loaded = trained.agent.model.state_dict(), fresh.agent.model.state_dict()
     assert all(torch.equal(saved[k], loaded[k]) for k in saved)
     assert fresh._step == trained._step == 700

@@ -87,6 +87,10 @@ def resume(target: Path, *extra: str):
             ["trainer=director", "manager.goal_interval=0"],
             "manager.goal_interval must be >= 1, got 0",
         ),
+        (
+            ["trainer=director", "manager.batch_size=200"],
+            "manager.batch_size (200) must be <= worker.batch_size (128)",
+        ),
     ],
 )
 def test_bad_setting_is_one_error_line(tmp_path, args, message):

@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from tdmpc2.agent import TDMPC2
-from tdmpc2.common.goal_vae import goal_reward
 from tdmpc2.common.layers import simnorm
+from tdmpc2.common.math import cosine_max
+from tdmpc2.common.parser import ConfigError
 from tdmpc2.evaluate import evaluate
 from tdmpc2.train import build
+from tdmpc2.trainer.director_trainer import check_director_cfg
 from tests.conftest import TINY, compose_cfg, make_cfg
 
 METRICS = [
@@ -22,25 +24,55 @@ METRICS = [
     "manager/critic_loss",
     "manager/entropy",
     "manager/advantage",
+    "manager/return_extrinsic",
+    "manager/return_exploration",
     "worker/consistency_loss",
     "worker/reward_loss",
     "worker/value_loss",
     "worker/pi_loss",
+    "worker/goal_q_loss",
+    "worker/goal_pi_loss",
+    "worker/goal_value",
     "goal/perplexity",
-    "goal/distance",
+    "goal/reached",
+    "goal/similarity",
     "episode_reward",
     "step",
     "steps_per_s",
 ]
 
 
-def test_goal_rewards():
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: on the busy 2-core machine a second thread only contends (a
+    training run here took 20 minutes with two threads, one with one); conftest
+    restores the default after the module."""
+    torch.set_num_threads(1)
+
+
+# Director's sizes scaled down to the unit-test model.
+SMALL_DIRECTOR = [
+    "goal_vae.hidden_dim=32",
+    "manager.hidden_dim=32",
+    "manager.batch_size=8",
+    "worker.hidden_dim=32",
+    "worker.batch_size=16",
+]
+
+
+def test_cosine_max_similarity():
     z = torch.tensor([[3.0, 4.0]])
-    assert goal_reward(z, torch.zeros(1, 2), "l2").item() == pytest.approx(-5.0)
-    assert goal_reward(z, z, "cosine_max").item() == pytest.approx(1.0)
-    assert goal_reward(z, 2 * z, "cosine_max").item() == pytest.approx(0.5)
-    with pytest.raises(ValueError, match="unknown goal reward"):
-        goal_reward(z, z, "dot")
+    assert cosine_max(z, z).item() == pytest.approx(1.0)
+    assert cosine_max(z, 2 * z).item() == pytest.approx(0.5)  # the larger norm divides
+    assert cosine_max(2 * z, z).item() == pytest.approx(0.5)  # symmetric
+    assert cosine_max(z, torch.tensor([[4.0, -3.0]])).item() == pytest.approx(0.0)
+    assert cosine_max(torch.zeros(1, 2), torch.zeros(1, 2)).item() == 0.0  # no 0/0
+    # SimNorm latents are non-negative: the similarity lies in [0, 1], 1 only at the goal.
+    a, b = simnorm(torch.randn(100, 32) * 3, 8), simnorm(torch.randn(100, 32) * 3, 8)
+    sim = cosine_max(a, b)
+    assert sim.shape == (100, 1)
+    assert ((sim >= 0) & (sim < 1)).all()
+    assert torch.allclose(cosine_max(a, a), torch.ones(100, 1))
 
 
 # -------------------------------------------------------------------- Worker
@@ -76,6 +108,36 @@ def test_goal_none_plans_like_a_zero_goal_term():
     assert torch.equal(flat, with_goal)
 
 
+def test_goal_term_is_bounded_by_the_goal_weight():
+    """The whole goal term (inside the horizon and after it) is goal_coef * Q range * V
+    with V in [0, 1]; the part after the horizon is at most gd^H of that weight, and
+    reaches it when the goal value is 1."""
+    cfg = director_cfg(["worker.goal_coef=0.4", "worker.goal_discount=0.8"])
+    agent = TDMPC2(cfg)
+    agent.scale.percentiles.copy_(torch.tensor([0.0, 3.0]))  # Q range 3
+    weight = 0.4 * 3.0
+    z = simnorm(torch.randn(1, 32), 8)
+    actions = torch.rand(cfg.horizon, 40, 3) * 2 - 1
+    with torch.no_grad():
+        last = agent._rollout(z, actions)[1]
+    tail_bound = weight * 0.8**cfg.horizon
+    for goal in (simnorm(torch.randn(1, 32), 8), last[:1]):  # a random goal; a reached one
+        tail = agent._goal_term(last, goal)
+        assert tail.shape == (40, 1)
+        assert (tail >= 0).all() and (tail <= tail_bound + 1e-6).all()
+        torch.manual_seed(0)
+        with_goal = agent._estimate_value(z, actions, goal=goal)
+        torch.manual_seed(0)
+        flat = agent._estimate_value(z, actions)
+        term = with_goal - flat
+        assert (term >= -1e-5).all() and (term <= weight + 1e-5).all()
+    assert torch.allclose(agent._goal_term(last[:1], last[:1]), torch.tensor(tail_bound))
+    agent.goal_value = lambda z, g: torch.ones(len(z), 1)  # the largest goal value
+    assert torch.allclose(agent._goal_term(last, goal), torch.full((40, 1), tail_bound))
+    agent.goal_value = lambda z, g: torch.zeros(len(z), 1)
+    assert torch.equal(agent._goal_term(last, goal), torch.zeros(40, 1))
+
+
 def test_goal_conditioned_planning_moves_toward_the_goal():
     cfg = director_cfg(["worker.goal_coef=100.0", "num_samples=256", "iterations=4"])
     torch.manual_seed(0)
@@ -108,16 +170,17 @@ def read_rows(path) -> list[dict]:
 def test_director_run_logs_every_metric_and_checkpoint_reloads(tmp_path):
     overrides = [
         *TINY,
+        *SMALL_DIRECTOR,
         "task=director_walker_walk",
         "goal_vae.n_latents=4",
         "goal_vae.n_classes=3",
         "manager.goal_interval=5",
-        "manager.rollout_len=8",
         "steps=1000",
         "seed_steps=300",
         "eval_freq=1000",
         "eval_episodes=1",
         "progress_bar=false",
+        "threads=1",
         f"work_dir={tmp_path}",
     ]
     trainer = build(compose_cfg(overrides), overrides)
@@ -130,10 +193,16 @@ def test_director_run_logs_every_metric_and_checkpoint_reloads(tmp_path):
     last = rows[-1]
     missing = [m for m in METRICS if not last.get(m)]
     assert not missing, f"metrics not logged: {missing}"
+    assert "goal/distance" not in last
     assert 1 <= float(last["goal/perplexity"]) <= 3
+    for row in rows:  # each training episode: 100 intervals of 5 steps
+        assert 0 <= float(row["goal/reached"]) <= 1
+        assert 0 <= float(row["goal/similarity"]) <= 1
 
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
-    assert {"goal_vae", "goal_vae_optim", "manager", "manager_optim", "agent"} <= set(ckpt)
+    keys = {"goal_vae", "goal_vae_optim", "manager", "manager_optim", "agent"}
+    assert keys | {"goal_worker", "goal_worker_optim", "director"} <= set(ckpt)
+    assert set(ckpt["director"]) == {"goal", "start_similarity", "stats", "updates"}
     results = evaluate(
         compose_cfg([f"checkpoint={tmp_path}", "task=director_walker_walk", "eval_episodes=1"]),
         ["task=director_walker_walk"],
@@ -141,12 +210,127 @@ def test_director_run_logs_every_metric_and_checkpoint_reloads(tmp_path):
     assert 0 <= results["episode_reward"] <= 500
 
 
+def filled_director(tmp_path, extra: list[str] | None = None):
+    """A toy-reach DirectorTrainer whose buffer holds three random 30-step episodes."""
+    args = [*TINY, *SMALL_DIRECTOR, "task=toy-reach", "trainer=director", *(extra or [])]
+    args.append(f"work_dir={tmp_path}")
+    trainer = build(compose_cfg(args), args)
+    g = torch.Generator().manual_seed(0)
+    obs_dim = trainer.cfg.obs_shape["state"][0]
+    for _ in range(3):
+        trainer.buffer.add(
+            {
+                "obs": torch.randn(31, obs_dim, generator=g),
+                "action": torch.rand(30, trainer.cfg.action_dim, generator=g) * 2 - 1,
+                "reward": torch.rand(30, generator=g),
+                "terminated": torch.zeros(30),
+            }
+        )
+    return trainer
+
+
+def state(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [t.detach().clone() for t in module.state_dict().values()]
+
+
+def same(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
+    after = module.state_dict().values()
+    return all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_hierarchy_update_trains_each_part_only_through_its_own_optimiser(tmp_path):
+    """The world model (and its Q range) is untouched and gets no gradients; the Goal-VAE,
+    the goal critic and policy and the Manager all move; the Manager imagines
+    `manager.decisions` intervals from `manager.batch_size` replay latents, rewarded
+    with the Goal-VAE's reconstruction error where they end."""
+    extra = ["manager.decisions=3", "manager.update_every=1", "goal_vae.n_classes=3"]
+    trainer = filled_director(tmp_path, extra)
+    torch.manual_seed(0)
+    trainer._agent_update()  # Q range and optimiser states as in training
+    agent, manager, worker = trainer.agent, trainer.manager, trainer.worker
+    frozen = {"model": state(agent.model), "scale": state(agent.scale)}
+    learners = {
+        "goal_vae": trainer.goal_vae,
+        "pi_g": worker._pi,
+        "Q_g": worker._Qs,
+        "manager actor": manager.actor,
+        "manager critics": manager.critics,
+    }
+    moving = {name: state(module) for name, module in learners.items()}
+    seen = []
+    update = manager.update
+
+    def grads(module: torch.nn.Module) -> list:
+        return [None if p.grad is None else p.grad.clone() for p in module.parameters()]
+
+    def recording(*args):
+        """The Manager's step leaves what the intervals were played with as it was."""
+        seen.append(args)
+        others = (agent.model, trainer.goal_vae, worker)
+        before = [(state(m), grads(m)) for m in others]
+        out = update(*args)
+        for module, (params, gs) in zip(others, before, strict=True):
+            assert same(params, module)
+            for g, h in zip(gs, grads(module), strict=True):
+                assert (g is None and h is None) or torch.equal(g, h)
+        return out
+
+    manager.update = recording
+    metrics = trainer._hierarchy_update()
+    assert same(frozen["model"], agent.model) and same(frozen["scale"], agent.scale)
+    assert all(p.grad is None for p in agent.model.parameters())
+    for name, before in moving.items():
+        assert not same(before, learners[name]), f"{name} did not learn"
+    assert all(bool(s.initialised) for s in manager.scales)
+    assert {"goal_vae/total_loss", "worker/goal_q_loss", "manager/return_exploration"} <= set(
+        metrics
+    )
+
+    ((zs, codes, rewards),) = seen
+    assert zs.shape == (4, 8, 32)
+    assert codes.shape == (3, 8, 8, 3) and rewards.shape == (2, 3, 8)
+    with torch.no_grad():
+        assert torch.allclose(rewards[1], trainer.goal_vae.recon_error(zs[1:]), atol=1e-5)
+    assert (rewards[1] > 0).all()
+
+
+def test_manager_learns_every_update_every_updates(tmp_path):
+    trainer = filled_director(tmp_path, ["manager.update_every=2"])
+    calls = []
+    update = trainer.manager.update
+    trainer.manager.update = lambda *args: calls.append(1) or update(*args)
+    for _ in range(4):
+        trainer._hierarchy_update()
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("manager.decisions=0", "manager.decisions must be >= 1, got 0"),
+        ("manager.batch_size=0", "manager.batch_size must be >= 1, got 0"),
+        ("manager.update_every=0", "manager.update_every must be >= 1, got 0"),
+        ("worker.batch_size=0", "worker.batch_size must be >= 1, got 0"),
+        ("worker.relabel_offset=0", "worker.relabel_offset must be >= 1, got 0"),
+        ("manager.batch_size=17", "manager.batch_size (17) must be <= worker.batch_size (16)"),
+        ("worker.goal_coef=-0.1", "worker.goal_coef must be >= 0, got -0.1"),
+    ],
+)
+def test_check_director_cfg_rejects_with_one_line(override, message):
+    cfg = director_cfg([*SMALL_DIRECTOR, override])
+    with pytest.raises(ConfigError) as err:
+        check_director_cfg(cfg)
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+    check_director_cfg(director_cfg(SMALL_DIRECTOR))  # the same settings, valid
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
         ("manager.goal_interval=0", "manager.goal_interval must be >= 1"),
         ("goal_vae.n_classes=1", "goal_vae.n_classes must be >= 2"),
-        ("worker.goal_reward=cosine", "worker.goal_reward must be one of"),
+        ("manager.batch_size=200", "manager.batch_size \\(200\\) must be <= worker.batch_size"),
     ],
 )
 def test_director_rejects_bad_settings(tmp_path, override, message):

@@ -322,35 +322,63 @@ def test_bins_built_during_planning_still_serve_autograd():
 
 # ---------------------------------------------------------------- planning
 def plain_value(agent: TDMPC2, z: torch.Tensor, actions: torch.Tensor, goal=None):
-    """The planner's value estimate with the unfused modules and a per-head Q loop."""
+    """The planner's value estimate with the unfused modules and a per-head Q loop.
+
+    With a goal, plus goal_coef * Q range * V: inside the horizon (1 - gd) * gd^t times
+    the similarity of each next latent, after it gd^H times the goal value of the last
+    latent (its similarity when the agent has no `goal_value`).
+    """
     m, cfg = agent.model, agent.cfg
     z = z.expand(actions.shape[1], -1)
-    G, discount = 0, 1.0
+    G, discount, V = 0, 1.0, 0
+    gd = cfg.worker.goal_discount
+
+    def similarity(z):
+        dot = (z * goal).sum(-1, keepdim=True)
+        return dot / torch.maximum(
+            (z * z).sum(-1, keepdim=True), (goal * goal).sum(-1, keepdim=True)
+        )
+
     for t in range(cfg.horizon):
         reward = m.two_hot.decode(plain_mlp(m._reward, torch.cat([z, actions[t]], -1)))
         z = plain_mlp(m._dynamics, torch.cat([z, actions[t]], -1))
-        if goal is not None:
-            from tdmpc2.common.goal_vae import goal_reward
-
-            kind = cfg.worker.goal_reward
-            reward = reward + cfg.worker.goal_coef * goal_reward(z, goal, kind)
         G = G + discount * reward
+        if goal is not None:
+            V = V + (1 - gd) * gd**t * similarity(z)
         discount *= agent.discount
     action = m.pi(z)[1]
     heads = torch.randperm(cfg.num_q)[:2].tolist()
     za = torch.cat([z, action], -1)
     q = [m.two_hot.decode(plain_q(m._Qs, za, h)) for h in heads]
-    return G + discount * 0.5 * (q[0] + q[1])
+    value = G + discount * 0.5 * (q[0] + q[1])
+    if goal is None:
+        return value
+    tail = similarity(z) if agent.goal_value is None else agent.goal_value(z, goal)
+    V = V + gd**cfg.horizon * tail
+    return value + cfg.worker.goal_coef * agent.scale.value * V
 
 
-@pytest.mark.parametrize("with_goal", [False, True])
-def test_value_estimate_equals_the_plain_loop(agent, with_goal):
-    if with_goal and not HAS_DIRECTOR:
+def goal_setup(agent: TDMPC2, goal: str | None) -> torch.Tensor | None:
+    """A goal latent, a Q range other than 1, and for "goal_value" a value beyond the
+    horizon that is not the last latent's similarity (and draws no random numbers)."""
+    if goal is None:
+        return None
+    agent.scale.percentiles.copy_(torch.tensor([-1.0, 1.5]))  # Q range 2.5
+    if goal == "goal_value":
+        agent.goal_value = lambda z, g: torch.sigmoid(3 * (z - g).sum(-1, keepdim=True) + 0.5)
+    return simnorm(torch.randn(1, 32), 8)
+
+
+@pytest.mark.parametrize("goal", [None, "similarity", "goal_value"])
+def test_value_estimate_equals_the_plain_loop(agent, goal):
+    if goal and not HAS_DIRECTOR:
         pytest.skip("the Director extension is rolled back")
+    if goal:
+        agent.cfg.worker.goal_coef = 0.7
     z = simnorm(torch.randn(1, 32), 8)
     actions = torch.rand(agent.cfg.horizon, 50, 3) * 2 - 1
-    goal = simnorm(torch.randn(1, 32), 8) if with_goal else None
-    kwargs = {"goal": goal} if with_goal else {}
+    goal = goal_setup(agent, goal)
+    kwargs = {"goal": goal} if goal is not None else {}
     torch.manual_seed(11)
     fast = agent._estimate_value(z, actions, **kwargs)
     torch.manual_seed(11)
@@ -358,18 +386,26 @@ def test_value_estimate_equals_the_plain_loop(agent, with_goal):
         ref = plain_value(agent, z, actions, goal)
     assert fast.shape == (50, 1)
     assert torch.allclose(fast, ref, rtol=1e-4, atol=1e-4)
+    if goal is not None:  # the goal term is big enough that dropping a part would show
+        torch.manual_seed(11)
+        flat = agent._estimate_value(z, actions)
+        assert (fast - flat).abs().min() > 1e-2
 
 
-def test_cached_prior_rollouts_give_the_same_values(agent):
+@pytest.mark.parametrize("goal", [None, "goal_value"])
+def test_cached_prior_rollouts_give_the_same_values(agent, goal):
     """The planner rolls the policy prior's trajectories out once: with their (G, z_H)
     passed as a prefix, the values equal those of rolling out every row each time."""
+    if goal and not HAS_DIRECTOR:
+        pytest.skip("the Director extension is rolled back")
     z = simnorm(torch.randn(1, 32), 8)
     actions = torch.rand(agent.cfg.horizon, 50, 3) * 2 - 1
+    goal = goal_setup(agent, goal)
     torch.manual_seed(5)
-    full = agent._estimate_value(z, actions)
-    prefix = agent._rollout(z, actions[:, :7])[:2]
+    full = agent._estimate_value(z, actions, goal=goal)
+    prefix = agent._rollout(z, actions[:, :7], goal)[:2]
     torch.manual_seed(5)  # the same terminal draws (policy noise and Q heads)
-    cached = agent._estimate_value(z, actions[:, 7:], prefix=prefix)
+    cached = agent._estimate_value(z, actions[:, 7:], goal=goal, prefix=prefix)
     assert cached.shape == (50, 1)
     assert torch.allclose(cached, full, rtol=1e-5, atol=1e-5)
 

@@ -98,7 +98,7 @@ def test_parse_agent():
     [
         (["run", "--jobs", "0"], "error: --jobs must be >= 1, got 0"),
         (["run", "--agents", "flat", "nope"], "error: agent 'nope': expected flat"),
-        (["report"], "error: no run folders with an eval.csv under"),
+        (["report"], "error: no finished run folders under"),
     ],
 )
 def test_bad_input_exits_with_one_error_line(tmp_path, args, message):
@@ -115,3 +115,17 @@ def test_area_is_the_mean_under_the_trapezoids():
     assert learning.area([0, 50], [4.0, 4.0]) == pytest.approx(4.0)
     assert learning.area([150], [7.0]) == 7.0
     assert math.isnan(learning.area([], []))
+
+
+def test_report_lists_unfinished_runs_apart(grid, tmp_path):
+    """A run stopped short of its budget is named under the table, never averaged in."""
+    out, _ = grid
+    short = tmp_path / "walker-walk" / "flat" / "seed9"
+    short.mkdir(parents=True)
+    (short / "config.yaml").write_text("steps: 300\ntrainer: online\n")
+    (short / "eval.csv").write_text("step,episode_reward\n0,5.0\n150,6.0\n")
+    done = out / "walker-walk" / "flat" / "seed1"
+    (tmp_path / "walker-walk" / "flat" / "seed1").symlink_to(done, target_is_directory=True)
+    table = learning.report(tmp_path, None, None)
+    assert "| walker-walk | flat | 1 |" in table
+    assert "- walker-walk flat seed9: eval at step 150 of 300" in table

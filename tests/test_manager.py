@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -15,8 +16,8 @@ METRIC_KEYS = {
     "manager/critic_loss",
     "manager/entropy",
     "manager/advantage",
-    "manager/return",
-    "manager/value",
+    "manager/return_extrinsic",
+    "manager/return_exploration",
 }
 
 
@@ -25,18 +26,27 @@ def latents(*shape: int, dim: int = 32, seed: int = 0) -> torch.Tensor:
     return simnorm(torch.randn(*shape, dim, generator=g) * 3, 8)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: a second thread only contends (conftest restores the default)."""
+    torch.set_num_threads(1)
+
+
 def small_manager(**kwargs) -> Manager:
     torch.manual_seed(0)
     return Manager(32, **{"n_latents": 3, "n_classes": 5, "hidden_dim": 32, **kwargs})
 
 
-def rollout(manager: Manager, t: int = 6, b: int = 4):
-    z = latents(t + 1, b)
-    codes = manager.act(z[:-1].reshape(-1, 32)).view(t, b, manager.n_latents, manager.n_classes)
-    rewards = torch.randn(t, b, generator=torch.Generator().manual_seed(2))
-    dones = torch.zeros(t, b)
-    dones[t // 2, b // 2] = 1.0
-    return z, codes, rewards, dones
+def rollout(manager: Manager, d: int = 6, b: int = 4):
+    """Imagined decisions as `imagine` returns them: latents [D+1, B, L], codes
+    [D, B, n, c], rewards [2, D, B] (extrinsic, exploration on another scale)."""
+    z = latents(d + 1, b)
+    codes = manager.act(z[:-1].reshape(-1, 32)).view(d, b, manager.n_latents, manager.n_classes)
+    g = torch.Generator().manual_seed(2)
+    rewards = torch.stack(
+        [10 * torch.randn(d, b, generator=g), 0.1 * torch.rand(d, b, generator=g)]
+    )
+    return z, codes, rewards
 
 
 def test_gae_matches_hand_computation():
@@ -69,11 +79,13 @@ def test_gae_rejects_mismatched_lengths():
         gae(torch.zeros(3, 1), torch.zeros(3, 1), torch.zeros(3, 1), 0.9, 0.9)
 
 
-def test_initial_policy_is_uniform_and_value_zero():
+def test_initial_policy_is_uniform_and_values_zero():
     manager = small_manager()
     z = latents(4)
     assert torch.equal(manager.logits(z), torch.zeros(4, 3, 5))
-    assert torch.equal(manager.value(z), torch.zeros(4))
+    assert len(manager.critics) == len(manager.scales) == len(Manager.TERMS) == 2
+    for critic in manager.critics:
+        assert torch.equal(critic(z), torch.zeros(4, 1))
     assert torch.allclose(manager.dist(z).entropy(), torch.full((4,), 3 * math.log(5)))
 
 
@@ -97,45 +109,126 @@ def test_deterministic_act_is_the_repeatable_argmax():
     assert torch.equal(greedy.sum(-1), torch.ones(4, 3))
 
 
-def test_update_metrics_are_complete_and_use_unnormalised_advantages():
-    manager = small_manager()
-    z, codes, rewards, dones = rollout(manager)
-    manager.critic[-1].bias.data.fill_(0.3)  # non-zero values, so the metrics are informative
+def test_update_metrics_returns_and_scales_match_gae_by_hand():
+    """Per term: lambda-returns by `gae` from that term's critic, the term's scale updated
+    with them, and advantages divided by the scales and weighted 1 and
+    exploration_weight before they are summed."""
+    manager = small_manager(exploration_weight=0.25)
+    z, codes, rewards = rollout(manager)
+    manager.critics[0][-1].bias.data.fill_(0.3)  # non-zero values: the bootstrap matters
+    manager.critics[1][-1].bias.data.fill_(-0.2)
+    scales = [copy.deepcopy(s) for s in manager.scales]
     with torch.no_grad():
-        values = manager.value(z)
-    adv, ret = gae(rewards, values, dones, manager.gamma, manager.lam)
+        values = [critic(z).squeeze(-1) for critic in manager.critics]
+    dones = torch.zeros(6, 4)
+    advantage, returns = torch.zeros(6, 4), []
+    for term, weight in enumerate((1.0, 0.25)):
+        adv, ret = gae(rewards[term], values[term], dones, manager.gamma, manager.lam)
+        scales[term].update(ret)
+        advantage += weight * adv / scales[term].value
+        returns.append(ret)
+    assert scales[0].value > 1  # the extrinsic returns span more than 1: the scale divides
+    assert scales[1].value == 1  # the exploration returns do not: floored at 1
+
     before = [p.clone() for p in manager.parameters()]
-    metrics = manager.update(z, codes, rewards, dones)
+    metrics = manager.update(z, codes, rewards)
     assert set(metrics) == METRIC_KEYS
-    assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
-    assert metrics["manager/advantage"] == pytest.approx(adv.mean().item(), abs=1e-6)
-    assert metrics["manager/return"] == pytest.approx(ret.mean().item(), abs=1e-6)
-    assert metrics["manager/value"] == pytest.approx(0.3, abs=1e-6)
-    assert metrics["manager/entropy"] == pytest.approx(3 * math.log(5), rel=1e-5)
+    for key, v in metrics.items():
+        assert isinstance(v, torch.Tensor) and v.dim() == 0 and torch.isfinite(v), key
+        assert not v.requires_grad, key
+    assert metrics["manager/advantage"].item() == pytest.approx(advantage.mean().item(), abs=1e-5)
+    for term, ret in zip(Manager.TERMS, returns, strict=True):
+        assert metrics[f"manager/return_{term}"].item() == pytest.approx(
+            ret.mean().item(), abs=1e-5
+        )
+    assert metrics["manager/entropy"].item() == pytest.approx(3 * math.log(5), rel=1e-5)
+    for mine, theirs in zip(scales, manager.scales, strict=True):
+        assert bool(theirs.initialised)
+        assert torch.allclose(mine.percentiles, theirs.percentiles)
     changed = [not torch.equal(a, b) for a, b in zip(before, manager.parameters(), strict=True)]
     assert any(changed)
 
 
-def test_update_with_a_single_transition_stays_finite():
+def test_critic_loss_is_half_the_mse_to_the_returns():
     manager = small_manager()
-    z, codes, rewards, dones = rollout(manager, t=1, b=1)
-    metrics = manager.update(z, codes, rewards, dones)
-    assert all(math.isfinite(v) for v in metrics.values())
+    z, codes, rewards = rollout(manager, d=3, b=2)
+    values = torch.zeros(4, 2)  # the critics start at zero
+    returns = torch.stack(
+        [gae(r, values, torch.zeros(3, 2), manager.gamma, manager.lam)[1] for r in rewards]
+    )
+    metrics = manager.update(z, codes, rewards)
+    expected = 0.5 * returns.pow(2).mean()
+    assert metrics["manager/critic_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_update_with_a_single_decision_stays_finite():
+    manager = small_manager()
+    z, codes, rewards = rollout(manager, d=1, b=1)
+    metrics = manager.update(z, codes, rewards)
+    assert all(torch.isfinite(v) for v in metrics.values())
+
+
+def test_imagine_plays_each_interval_from_the_last_one():
+    """Shapes, codes from the policy, each decision starting where the last interval
+    ended, rewards stacked per term; and neither imagining nor the update leaves
+    gradients in what the interval function uses (the world model, the Goal-VAE)."""
+    manager = small_manager()
+    torch.nn.init.normal_(manager.actor[-1].weight)  # a non-uniform policy
+    world = torch.nn.Linear(32 + 15, 32)  # stands in for the world model, trainable
+    starts, seen = latents(5), []
+
+    def interval(z, code):
+        seen.append((z, code))
+        next_z = simnorm(world(torch.cat([z, code.flatten(1)], -1)), 8)
+        return next_z, next_z.sum(-1), world.weight.sum() * torch.ones(len(z))
+
+    zs, codes, rewards = manager.imagine(starts, interval, decisions=3)
+    assert zs.shape == (4, 5, 32)
+    assert codes.shape == (3, 5, 3, 5)
+    assert rewards.shape == (2, 3, 5)
+    assert torch.equal(zs[0], starts)
+    assert torch.equal(codes.sum(-1), torch.ones(3, 5, 3))
+    for d, (z, code) in enumerate(seen):
+        assert torch.equal(z, zs[d]) and torch.equal(code, codes[d])
+        with torch.no_grad():
+            next_z = simnorm(world(torch.cat([z, code.flatten(1)], -1)), 8)
+        assert torch.allclose(zs[d + 1], next_z)
+        assert torch.allclose(rewards[0, d], next_z.sum(-1))
+        assert torch.allclose(rewards[1, d], world.weight.sum().expand(5))
+    assert not (zs.requires_grad or codes.requires_grad or rewards.requires_grad)
+
+    before = [p.clone() for p in world.parameters()]
+    manager.update(zs, codes, rewards)
+    assert all(p.grad is None for p in world.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, world.parameters(), strict=True))
+    assert all(p.grad is not None for p in manager.actor.parameters())
 
 
 def test_manager_learns_a_bandit():
     torch.manual_seed(0)
     manager = Manager(32, n_latents=2, n_classes=4, hidden_dim=32, lr=3e-3, entropy_coef=1e-3)
-    t, b = 16, 8
-    z = latents(1).expand(t + 1, b, 32).contiguous()
+    d, b = 16, 8
+    z = latents(1).expand(d + 1, b, 32).contiguous()
     for _ in range(200):
-        codes = manager.act(z[:-1].reshape(-1, 32)).view(t, b, 2, 4)
-        rewards = codes[:, :, 0, 2]  # 1 when slot 0 picks class 2
-        manager.update(z, codes, rewards, torch.zeros(t, b))
+        codes = manager.act(z[:-1].reshape(-1, 32)).view(d, b, 2, 4)
+        extrinsic = codes[:, :, 0, 2]  # 1 when slot 0 picks class 2
+        manager.update(z, codes, torch.stack([extrinsic, torch.zeros(d, b)]))
     assert manager.act(z[0, :1], deterministic=True)[0, 0].argmax().item() == 2
 
 
-def test_optimiser_state_round_trips():
+def test_exploration_term_alone_is_learned_too():
+    """With exploration_weight > 0 and no extrinsic reward, the bonus steers the policy."""
+    torch.manual_seed(0)
+    manager = Manager(32, n_latents=2, n_classes=4, hidden_dim=32, lr=3e-3, exploration_weight=0.5)
+    d, b = 16, 8
+    z = latents(1).expand(d + 1, b, 32).contiguous()
+    for _ in range(200):
+        codes = manager.act(z[:-1].reshape(-1, 32)).view(d, b, 2, 4)
+        manager.update(z, codes, torch.stack([torch.zeros(d, b), codes[:, :, 1, 3]]))
+    assert manager.act(z[0, :1], deterministic=True)[0, 1].argmax().item() == 3
+
+
+def test_optimiser_and_scale_state_round_trips():
     manager = small_manager()
     manager.update(*rollout(manager))
     other = small_manager()
@@ -146,6 +239,8 @@ def test_optimiser_state_round_trips():
     other.update(*batch)
     for p, q in zip(manager.parameters(), other.parameters(), strict=True):
         assert torch.equal(p, q)
+    for s, t in zip(manager.scales, other.scales, strict=True):
+        assert torch.equal(s.percentiles, t.percentiles)
 
 
 @pytest.mark.parametrize(
@@ -157,6 +252,7 @@ def test_optimiser_state_round_trips():
         ({"lam": -0.1}, "manager.lam must be in \\[0, 1\\]"),
         ({"entropy_coef": -1.0}, "manager.entropy_coef must be >= 0"),
         ({"grad_clip": 0.0}, "manager.grad_clip must be > 0"),
+        ({"exploration_weight": -0.1}, "manager.exploration_weight must be >= 0"),
         ({"lr": 0.0}, "manager.lr must be > 0"),
     ],
 )

@@ -44,7 +44,12 @@ DIRECTOR = [
     "goal_vae.n_latents=4",
     "goal_vae.n_classes=3",
     "manager.goal_interval=5",
-    "manager.rollout_len=4",
+    "goal_vae.hidden_dim=32",
+    "manager.hidden_dim=32",
+    "manager.batch_size=8",
+    "worker.hidden_dim=32",
+    "worker.batch_size=16",
+    "manager.update_every=3",  # stopped after 127 updates: the count must resume too
 ]
 WALKER = [  # 500-step episodes: updates start when the first one ends
     *TINY,
@@ -157,13 +162,21 @@ def test_interrupted_toy_run_resumes_exactly(
 
 
 def test_interrupted_director_run_resumes_exactly(tmp_path):
-    """Stopped mid-episode and mid-goal-interval, with a manager rollout half full."""
+    """Stopped mid-episode and mid-goal-interval, with the interval's goal and starting
+    similarity and the episode's goal stats pending; the goal Worker (critics, targets,
+    optimisers) and the Manager (critics, return scales) continue exactly."""
     start(DIRECTOR, tmp_path / "reference").train()
     trainer = start(DIRECTOR, tmp_path / "run")
     signal_on_call(trainer.agent, "update", 127, signal.SIGTERM)
     trainer.train()
     assert trainer.stopped_by == signal.SIGTERM
-    assert trainer._pending is not None and trainer._rollout  # mid-interval, rollout pending
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert {"goal_worker", "goal_worker_optim", "manager", "manager_optim"} <= set(saved)
+    director = saved["director"]
+    assert director["goal"] is not None and director["start_similarity"] is not None
+    assert director["stats"]["codes"] and director["stats"]["reached"]  # mid-episode stats
+    assert any(k.startswith("_target_Qs.") for k in saved["goal_worker"])
+    assert all(saved["manager"][f"scales.{i}.initialised"] for i in range(2))
     resume(tmp_path / "run").train()
     assert_runs_equal(tmp_path / "reference", tmp_path / "run")
 

@@ -103,6 +103,7 @@ class DirectorTrainer(OnlineTrainer):
         self.interval = int(m.goal_interval)
         self._goal: torch.Tensor | None = None
         self._start_similarity: torch.Tensor | None = None  # of the running training interval
+        self._hierarchy_updates = 0  # counts towards manager.update_every across resumes
         self._reset_stats()
 
     # ------------------------------------------------------------ acting
@@ -170,11 +171,12 @@ class DirectorTrainer(OnlineTrainer):
         metrics.update(
             self.worker.update(z, batch["action"], next_z, goal, self._task_value),
         )
-        starts = z[: int(self.cfg.manager.batch_size)]
-        imagined = self.manager.imagine(
-            starts, self._imagine_interval, int(self.cfg.manager.decisions)
-        )
-        metrics.update(self.manager.update(*imagined))
+        self._hierarchy_updates += 1
+        m = self.cfg.manager
+        if self._hierarchy_updates % int(m.update_every) == 0:
+            starts = z[: int(m.batch_size)]
+            imagined = self.manager.imagine(starts, self._imagine_interval, int(m.decisions))
+            metrics.update(self.manager.update(*imagined))
         return metrics
 
     def _task_value(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -226,6 +228,7 @@ class DirectorTrainer(OnlineTrainer):
             "director": {
                 "goal": self._goal,
                 "start_similarity": self._start_similarity,
+                "updates": self._hierarchy_updates,
                 "stats": {k: list(v) for k, v in self._stats.items()},
             },
         }
@@ -243,4 +246,5 @@ class DirectorTrainer(OnlineTrainer):
         super().load_state_dict(state)
         director = state["director"]
         self._goal, self._start_similarity = director["goal"], director["start_similarity"]
+        self._hierarchy_updates = int(director["updates"])
         self._stats = {k: list(v) for k, v in director["stats"].items()}

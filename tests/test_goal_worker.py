@@ -1,0 +1,191 @@
+"""The goal-conditioned Worker half: goal critic targets, bounds, updates, what gradients reach."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from tdmpc2.common.goal_worker import GoalWorker
+from tdmpc2.common.layers import simnorm
+
+L, A = 16, 3  # latent and action widths
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: a second thread only contends (conftest restores the default)."""
+    torch.set_num_threads(1)
+
+
+def latents(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return simnorm(torch.randn(n, L, generator=g) * 3, 8)
+
+
+def actions(n: int, seed: int) -> torch.Tensor:
+    return torch.rand(n, A, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def small_worker(**kwargs) -> GoalWorker:
+    torch.manual_seed(0)
+    return GoalWorker(L, A, **{"hidden_dim": 32, "goal_discount": 0.8, **kwargs})
+
+
+def randomised(worker: GoalWorker, std: float = 0.5) -> GoalWorker:
+    """Non-zero critic heads, and target critics that differ from the online ones."""
+    with torch.no_grad():
+        for p in worker.parameters():  # the target critics included
+            p.add_(torch.randn_like(p) * std)
+    return worker
+
+
+def cosine_max_by_hand(z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    dot = (z * g).sum(-1, keepdim=True)
+    return dot / torch.maximum((z * z).sum(-1, keepdim=True), (g * g).sum(-1, keepdim=True))
+
+
+def snapshot(module: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def changed(before: list[torch.Tensor], module: nn.Module) -> bool:
+    return any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
+
+
+def test_critics_start_at_zero_with_frozen_copies_as_targets():
+    worker = small_worker()
+    z, g, a = latents(5, 0), latents(5, 1), actions(5, 2)
+    assert torch.equal(worker.q(z, a, g), torch.zeros(2, 5, 1))
+    assert torch.equal(worker.q(z, a, g, target=True), torch.zeros(2, 5, 1))
+    assert all(not p.requires_grad for p in worker._target_Qs.parameters())
+    # Zero critics: the target is the similarity of the next latent alone.
+    expected = 0.2 * cosine_max_by_hand(z, g)
+    assert torch.allclose(worker.td_target(z, g), expected, atol=1e-6)
+    assert torch.allclose(worker.td_target(g, g), torch.full((5, 1), 0.2), atol=1e-6)
+
+
+def test_td_target_is_the_formula_from_the_target_critics():
+    """(1 - gd) * cosine_max(z', g) + gd * min_i target Q_i(z', a', g) with a' ~ pi_g(z', g)."""
+    worker = randomised(small_worker(), std=0.05)  # Q values inside [0, 1]: no clamping
+    next_z, g = latents(7, 0), latents(7, 1)
+    torch.manual_seed(3)
+    target = worker.td_target(next_z, g)
+    torch.manual_seed(3)  # the same policy sample
+    with torch.no_grad():
+        action = worker.pi(next_z, g)[1]
+        x = torch.cat([next_z, action, g], -1)
+        q = torch.minimum(worker._target_Qs[0](x), worker._target_Qs[1](x))
+    assert ((q > 0) & (q < 1)).any()
+    expected = 0.2 * cosine_max_by_hand(next_z, g) + 0.8 * q.clamp(0, 1)
+    assert target.shape == (7, 1)
+    assert torch.allclose(target, expected, atol=1e-6)
+    # The online critics play no part in it.
+    with torch.no_grad():
+        for p in worker._Qs.parameters():
+            p.add_(1.0)
+    torch.manual_seed(3)
+    assert torch.equal(worker.td_target(next_z, g), target)
+
+
+def test_goal_values_and_targets_stay_in_the_unit_interval():
+    worker = randomised(small_worker(), std=2.0)
+    z, g, a = latents(64, 0), latents(64, 1), actions(64, 2)
+    raw = worker.q(z, a, g, target=True)
+    assert (raw < 0).any() and (raw > 1).any()  # unbounded heads: the bounds are not free
+    value = worker.value(z, g[:1])  # one goal for all latents, as the planner passes it
+    assert value.shape == (64, 1)
+    assert ((value >= 0) & (value <= 1)).all()
+    target = worker.td_target(z, g)
+    assert ((target >= 0) & (target <= 1)).all()
+    assert not value.requires_grad and not target.requires_grad
+
+
+def test_update_steps_policy_and_critics_and_moves_targets_by_polyak():
+    worker = randomised(small_worker(tau=0.1), std=0.05)
+    z, next_z, g, a = latents(32, 0), latents(32, 1), latents(32, 2), actions(32, 3)
+    pi, qs, targets = (snapshot(m) for m in (worker._pi, worker._Qs, worker._target_Qs))
+    metrics = worker.update(z, a, next_z, g, lambda z, a: a.sum(-1, keepdim=True))
+    assert set(metrics) == {"worker/goal_q_loss", "worker/goal_pi_loss", "worker/goal_value"}
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in metrics.values())
+    assert changed(pi, worker._pi) and changed(qs, worker._Qs)
+    # The targets move exactly one Polyak step towards the updated critics.
+    for old, new, online in zip(
+        targets, worker._target_Qs.parameters(), worker._Qs.parameters(), strict=True
+    ):
+        assert torch.allclose(new, old + 0.1 * (online - old), atol=1e-6)
+        assert new.grad is None
+    assert all(p.grad is None for p in worker._Qs.parameters())  # the policy step's, cleared
+
+
+def test_critic_update_regresses_on_the_td_target():
+    """Many steps on one batch with frozen targets: Q approaches the fixed TD target."""
+    worker = small_worker(tau=0.0, lr=3e-3)
+    z, next_z, g, a = latents(16, 0), latents(16, 1), latents(16, 2), actions(16, 3)
+    for _ in range(300):
+        worker.update(z, a, next_z, g, lambda z, a: torch.zeros(len(z), 1))
+    # tau = 0 leaves the targets at zero: the target is the similarity term alone.
+    expected = 0.2 * cosine_max_by_hand(next_z, g)
+    with torch.no_grad():
+        q = worker.q(z, a, g)
+    assert torch.allclose(q, expected.expand(2, -1, -1), atol=0.02)
+
+
+def test_task_value_gradients_reach_only_the_policy():
+    """The frozen task critic steers pi_g through its action, but neither it nor the
+    encoder the latents came from gets a gradient."""
+    worker = small_worker()
+    encoder = nn.Linear(5, L)  # trainable, as the world model's encoder is
+    critic = nn.Linear(L + A, 1).requires_grad_(False)  # frozen, as the planner's Q is
+    obs = torch.randn(3, 8, 5)
+    z, next_z, g = (simnorm(encoder(o), 8) for o in obs)
+    a = actions(8, 0)
+
+    def task_value(z, a):
+        return critic(torch.cat([z, a], -1))
+
+    def policy_after(value_fn) -> list[torch.Tensor]:
+        other = small_worker()
+        torch.manual_seed(5)
+        other.update(z, a, next_z, g, value_fn)
+        return snapshot(other._pi)
+
+    torch.manual_seed(5)
+    worker.update(z, a, next_z, g, task_value)
+    assert all(p.grad is None for p in encoder.parameters())
+    assert all(p.grad is None for p in critic.parameters())
+    with_task = snapshot(worker._pi)
+    without = policy_after(lambda z, a: torch.zeros(len(z), 1))
+    assert any(not torch.equal(p, q) for p, q in zip(with_task, without, strict=True))
+
+
+def test_optimiser_state_round_trips():
+    worker = randomised(small_worker(), std=0.05)
+    batch = (latents(8, 0), actions(8, 1), latents(8, 2), latents(8, 3))
+
+    def task_value(z, a):
+        return -a.pow(2).sum(-1, keepdim=True)
+
+    worker.update(*batch, task_value)
+    other = small_worker()
+    other.load_state_dict(worker.state_dict())
+    other.load_optim_state_dict(worker.optim_state_dict())
+    for w in (worker, other):
+        torch.manual_seed(9)
+        w.update(*batch, task_value)
+    for p, q in zip(worker.parameters(), other.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"goal_discount": 1.0}, "worker.goal_discount must be in \\[0, 1\\), got 1.0"),
+        ({"goal_discount": -0.1}, "worker.goal_discount must be in \\[0, 1\\)"),
+        ({"hidden_dim": 0}, "worker.hidden_dim and worker.lr must be > 0"),
+        ({"lr": 0.0}, "worker.hidden_dim and worker.lr must be > 0"),
+    ],
+)
+def test_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GoalWorker(L, A, **kwargs)

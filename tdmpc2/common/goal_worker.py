@@ -61,8 +61,8 @@ class GoalWorker(nn.Module):
             nn.init.zeros_(q[-1].bias)
         self._target_Qs = copy.deepcopy(self._Qs).requires_grad_(False)
         self.to(device)
-        self.pi_optim = torch.optim.Adam(self._pi.parameters(), lr=lr, eps=1e-5)
-        self.q_optim = torch.optim.Adam(self._Qs.parameters(), lr=lr)
+        self.pi_optim = torch.optim.Adam(self._pi.parameters(), lr=lr, eps=1e-5, fused=True)
+        self.q_optim = torch.optim.Adam(self._Qs.parameters(), lr=lr, fused=True)
 
     def pi(
         self, z: torch.Tensor, goal: torch.Tensor

@@ -3,6 +3,7 @@
     python bench/learning.py run --tasks walker-walk --agents flat director \\
         --seeds 1 2 3 --steps 8000 --eval-freq 2000 --model-size 1 --jobs 2
     python bench/learning.py report        # Markdown table + learning.png from the run folders
+    python bench/learning.py control       # goal reach of each hierarchy: trained vs goal_coef=0
 
 An agent is `flat`, `director`, or `NAME=key=value,key=value` (Hydra overrides on top
 of flat, e.g. `director-g0=trainer=director,worker.goal_coef=0`). Every run of the
@@ -10,7 +11,10 @@ grid shares the same budget and planning settings; each one is a `tdmpc2/train.p
 process with one torch thread (two threads per process on two cores made each step
 about 5x slower). Runs whose eval.csv already reaches the budget are skipped, so a
 rerun finishes a grid. `--launcher submitit_slurm` sends the same grid through Hydra's
-launcher instead (one multirun over seeds per task and agent).
+launcher instead (one multirun over seeds per task and agent). Each run keeps its final
+checkpoint (ignored by git), which `control` evaluates twice per hierarchical run: with
+the goal term it was trained with and with `worker.goal_coef=0`, the same planner
+without goals, so the share of goals reached has a baseline.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from plot import read_rows, reference_curve
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "tdmpc2" / "train.py"
+EVALUATE = ROOT / "tdmpc2" / "evaluate.py"
 BUILTIN_AGENTS = {"flat": ["trainer=online"], "director": ["trainer=director"]}
 DEFAULT_OUT = ROOT / "bench" / "results" / "learning"
 
@@ -90,7 +95,7 @@ def finished(run_dir: Path, steps: int) -> bool:
 
 
 def train_command(run: Run) -> list[str]:
-    common = ["threads=1", "save_agent=false", "progress_bar=false", f"exp_name={run.agent}"]
+    common = ["threads=1", "keep_checkpoints=1", "progress_bar=false", f"exp_name={run.agent}"]
     return [sys.executable, str(TRAIN), *run.overrides, *common, f"work_dir={run.run_dir}"]
 
 
@@ -145,6 +150,46 @@ def launch_hydra(args: argparse.Namespace, todo: list[Run]) -> int:
     return code
 
 
+# ----------------------------------------------------------------------- control
+def evaluate_run(run_dir: Path, cfg, goal_coef: float, episodes: int) -> dict[str, float]:
+    """One evaluation of a run's checkpoint at `goal_coef`; its row of eval/eval.csv."""
+    command = [sys.executable, str(EVALUATE), f"checkpoint={run_dir}", f"task={cfg.task}"]
+    command += [f"eval_episodes={episodes}", "threads=1", f"worker.goal_coef={goal_coef}"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{run_dir}: evaluation failed: {done.stderr.strip()[-500:]}")
+    row = read_rows(run_dir / "eval" / "eval.csv")[-1]
+    return {k: float(v) for k, v in row.items() if v}
+
+
+def control(out: Path, episodes: int, jobs: int) -> str:
+    """Goal reach and return of every finished hierarchical run, as trained and with the
+    goal term off (worker.goal_coef=0): a Markdown table."""
+    todo = []
+    for config in sorted(out.glob("*/*/seed*/config.yaml")):
+        run_dir, cfg = config.parent, OmegaConf.load(config)
+        trained = float(OmegaConf.select(cfg, "worker.goal_coef", default=0.0) or 0.0)
+        hierarchy = cfg.get("trainer") == "director" and trained > 0
+        if hierarchy and finished(run_dir, cfg.steps) and (run_dir / "checkpoint.pt").is_file():
+            todo += [(run_dir, cfg, trained), (run_dir, cfg, 0.0)]
+    if not todo:
+        raise FileNotFoundError(f"no finished hierarchical run with a checkpoint under {out}")
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(lambda job: evaluate_run(*job, episodes), todo))
+    lines = [
+        "| task | agent | seed | goal_coef | eval return | goals reached | goal similarity |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (run_dir, _, coef), r in zip(todo, results, strict=True):
+        lines.append(
+            f"| {run_dir.parents[1].name} | {run_dir.parent.name} | {run_dir.name[4:]} | "
+            f"{coef:g} | "
+            f"{r['episode_reward']:.0f} | {fmt(r.get('goal_reached', math.nan))} | "
+            f"{fmt(r.get('goal_similarity', math.nan))} |"
+        )
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------ report
 def eval_curve(run_dir: Path) -> tuple[list[int], list[float]]:
     rows = [r for r in read_rows(run_dir / "eval.csv") if r.get("episode_reward")]
@@ -171,11 +216,9 @@ def train_metric(run_dir: Path, key: str, last: int = 5) -> float:
     return statistics.fmean(values[-last:]) if values else math.nan
 
 
-def max_entropy(run_dir: Path) -> float:
-    """The Manager's largest possible entropy, n_latents * log(n_classes), from the config."""
-    path = run_dir / "config.yaml"
-    cfg = OmegaConf.load(path) if path.is_file() else None
-    if cfg is None or cfg.get("trainer") != "director":
+def max_entropy(cfg) -> float:
+    """The Manager's largest possible entropy, n_latents * log(n_classes); nan when flat."""
+    if cfg.get("trainer") != "director":
         return math.nan
     return cfg.goal_vae.n_latents * math.log(cfg.goal_vae.n_classes)
 
@@ -193,16 +236,23 @@ def fmt(value: float, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if math.isfinite(value) else "–"
 
 
-def collect(out: Path) -> dict[tuple[str, str], list[dict]]:
-    """(task, agent) -> one record per run folder that has an eval.csv."""
+def collect(out: Path) -> tuple[dict[tuple[str, str], list[dict]], list[str]]:
+    """(task, agent) -> one record per run folder that reached its budget, and a line for
+    each run folder that stopped short of it (reported, never averaged in)."""
     table: dict[tuple[str, str], list[dict]] = {}
+    unfinished = []
     for eval_csv in sorted(out.glob("*/*/seed*/eval.csv")):
         run_dir = eval_csv.parent
         steps, returns = eval_curve(run_dir)
-        if not steps:
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+        task, agent = run_dir.parents[1].name, run_dir.parent.name
+        if not steps or steps[-1] < cfg.steps:
+            last = steps[-1] if steps else 0
+            unfinished.append(
+                f"{task} {agent} {run_dir.name}: eval at step {last:,} of {cfg.steps:,}"
+            )
             continue
-        entropy_max = max_entropy(run_dir)
-        table.setdefault((run_dir.parents[1].name, run_dir.parent.name), []).append(
+        table.setdefault((task, agent), []).append(
             {
                 "seed": run_dir.name.removeprefix("seed"),
                 "steps": steps,
@@ -210,18 +260,18 @@ def collect(out: Path) -> dict[tuple[str, str], list[dict]]:
                 "final": returns[-1],
                 "area": area(steps, returns),
                 "train": train_metric(run_dir, "episode_reward"),
-                "entropy": train_metric(run_dir, "manager/entropy") / entropy_max,
+                "entropy": train_metric(run_dir, "manager/entropy") / max_entropy(cfg),
                 "reach": train_metric(run_dir, "goal/reached"),
                 "similarity": train_metric(run_dir, "goal/similarity"),
             }
         )
-    return table
+    return table, unfinished
 
 
 def report(out: Path, reference: Path | None, png: Path | None) -> str:
-    table = collect(out)
+    table, unfinished = collect(out)
     if not table:
-        raise FileNotFoundError(f"no run folders with an eval.csv under {out}")
+        raise FileNotFoundError(f"no finished run folders under {out}")
     lines = [
         "| task | agent | seeds | last step | final eval (mean ± sd) | per seed | area | "
         "vs flat | last train eps | manager entropy / max | goals reached | goal similarity |",
@@ -241,6 +291,8 @@ def report(out: Path, reference: Path | None, png: Path | None) -> str:
             f"{fmt(statistics.fmean(r['reach'] for r in records))} | "
             f"{fmt(statistics.fmean(r['similarity'] for r in records))} |"
         )
+    if unfinished:
+        lines += ["", "Unfinished runs (not in the table):", *(f"- {u}" for u in unfinished)]
     if png is not None:
         plot_grid(table, reference, png)
     return "\n".join(lines)
@@ -298,22 +350,28 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--jobs", type=int, default=2, help="processes at once (one per core)")
     run.add_argument("--launcher", help="a Hydra launcher (e.g. submitit_slurm) instead of --jobs")
     run.add_argument("--overrides", nargs="*", default=[], help="extra overrides for every run")
+    ctl = sub.add_parser("control", help="goal reach of each hierarchy, trained vs goal_coef=0")
+    ctl.add_argument("--eval-episodes", type=int, default=5)
+    ctl.add_argument("--jobs", type=int, default=2)
     rep = sub.add_parser("report", help="Markdown table and learning.png of the run folders")
     rep.add_argument("--reference", type=Path, default=ROOT.parent / "shared" / "reference")
     rep.add_argument("--png", type=Path, help="default: OUT/learning.png")
-    for p in (run, rep):
+    for p in (run, ctl, rep):
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder of the run folders")
     args = parser.parse_args(argv)
     try:
+        if args.mode in ("run", "control") and args.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+        if args.mode == "control":
+            print(control(args.out, args.eval_episodes, args.jobs))
+            return
         if args.mode == "run":
-            if args.jobs < 1:
-                raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
             for spec in args.agents:
                 parse_agent(spec)
             sys.exit(run_grid(args))
         reference = args.reference if args.reference.is_dir() else None
         print(report(args.out, reference, args.png or args.out / "learning.png"))
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
         sys.exit(f"error: {err}")
 
 

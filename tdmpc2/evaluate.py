@@ -3,7 +3,9 @@
 `checkpoint` is a checkpoint file or a run directory; `save_video=true` writes an MP4
 of the first episode into the run directory (a warning, not a crash, without a renderer).
 The checkpoint's own config is used, so model sizes and Director settings need not be
-repeated; `eval_episodes`, `seed`, `save_video` and `device` may be overridden.
+repeated; `eval_episodes`, `seed`, `save_video`, `device` and `threads` may be overridden,
+and `worker.goal_coef` when given on the command line: `worker.goal_coef=0` evaluates a
+trained hierarchy with the flat planner, the control for its goal reach.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tdmpc2.common.parser import ConfigError, apply_preset
 from tdmpc2.train import build, cli_overrides
 
 EVAL_KEYS = ("eval_episodes", "seed", "save_video", "device", "threads")
+CONTROL_KEYS = ("worker.goal_coef",)  # changed only when given on the command line
 
 
 def evaluate(cfg: DictConfig, overrides: list[str]) -> dict[str, float]:
@@ -38,6 +41,11 @@ def evaluate(cfg: DictConfig, overrides: list[str]) -> dict[str, float]:
         raise checkpoint.CheckpointError(f"{path}: trained on task {saved.task}, not {task}")
     for key in EVAL_KEYS:
         saved[key] = cfg[key]
+    for key in CONTROL_KEYS:
+        if any(o.split("=", 1)[0].lstrip("+") == key for o in overrides):
+            if OmegaConf.select(saved, key) is None:
+                raise ConfigError(f"{key}: {path} was not trained with that key")
+            OmegaConf.update(saved, key, OmegaConf.select(cfg, key))
     saved.work_dir = str(path.parent / "eval")
     saved.checkpoint = str(path)
     trainer = build(saved, [], with_buffer=False)
@@ -45,7 +53,9 @@ def evaluate(cfg: DictConfig, overrides: list[str]) -> dict[str, float]:
     with checkpoint.reading(path):
         trainer.load_models(payload)
     results = trainer.eval(video=cfg.save_video)
-    trainer.logger.log({"step": payload["step"], **results}, "eval")
+    control = {k: OmegaConf.select(saved, k) for k in CONTROL_KEYS}
+    control = {k: v for k, v in control.items() if v is not None}
+    trainer.logger.log({"step": payload["step"], **control, **results}, "eval")
     trainer.logger.finish()
     return results
 

@@ -208,6 +208,13 @@ def test_director_run_logs_every_metric_and_checkpoint_reloads(tmp_path):
         ["task=director_walker_walk"],
     )
     assert 0 <= results["episode_reward"] <= 500
+    assert 0 <= results["goal_reached"] <= 1 and 0 <= results["goal_similarity"] <= 1
+    evals = read_rows(tmp_path / "eval.csv")  # every evaluation of training reports reach too
+    assert all(0 <= float(r["goal_reached"]) <= 1 for r in evals)
+    control = ["task=director_walker_walk", "worker.goal_coef=0"]  # the flat planner
+    evaluate(compose_cfg([f"checkpoint={tmp_path}", "eval_episodes=1", *control]), control)
+    rows = read_rows(tmp_path / "eval" / "eval.csv")
+    assert [float(r["worker.goal_coef"]) for r in rows] == [0.1, 0.0]
 
 
 def filled_director(tmp_path, extra: list[str] | None = None):

@@ -38,6 +38,22 @@ def check_director_cfg(cfg: DictConfig) -> None:
         raise ConfigError(f"worker.goal_coef must be >= 0, got {w.goal_coef}")
 
 
+def empty_stats() -> dict[str, list]:
+    return {"codes": [], "reached": [], "similarity": []}
+
+
+def goal_metrics(stats: dict[str, list]) -> dict[str, float]:
+    """Code perplexity and goal reach (share of intervals ending nearer their goal, mean
+    similarity at their end) of the episodes behind `stats`."""
+    metrics = {}
+    if stats["codes"]:
+        metrics["goal/perplexity"] = GoalVAE.perplexity(torch.cat(stats["codes"]))
+    if stats["reached"]:
+        metrics["goal/reached"] = sum(stats["reached"]) / len(stats["reached"])
+        metrics["goal/similarity"] = sum(stats["similarity"]) / len(stats["similarity"])
+    return metrics
+
+
 class DirectorTrainer(OnlineTrainer):
     """Online training of the world model, the Goal-VAE, the goal-conditioned Worker
     and the Manager together.
@@ -105,6 +121,7 @@ class DirectorTrainer(OnlineTrainer):
         self._start_similarity: torch.Tensor | None = None  # of the running training interval
         self._hierarchy_updates = 0  # counts towards manager.update_every across resumes
         self._reset_stats()
+        self._eval_stats = empty_stats()
 
     # ------------------------------------------------------------ acting
     def _encode(self, obs: torch.Tensor) -> torch.Tensor:
@@ -120,8 +137,9 @@ class DirectorTrainer(OnlineTrainer):
 
     def _choose_goal(self, obs: torch.Tensor, t: int, eval_mode: bool) -> None:
         z = self._encode(obs)
-        if not eval_mode and t > 0:
-            self._close_interval(z)
+        stats = self._eval_stats if eval_mode else self._stats
+        if t > 0:
+            self._close_interval(z, stats)
         if not eval_mode and self.seeding:
             code = self.goal_vae.sample_code((1,))
         else:
@@ -129,23 +147,31 @@ class DirectorTrainer(OnlineTrainer):
             code = self.manager.act(z, deterministic=greedy)
         with torch.no_grad():
             self._goal = self.goal_vae.decode(code)
-        if not eval_mode:
-            self._stats["codes"].append(code)
-            self._start_similarity = cosine_max(z, self._goal)
+        stats["codes"].append(code)
+        self._start_similarity = cosine_max(z, self._goal)
 
     def after_env_step(self, obs: torch.Tensor, reward: float, done: bool, info: dict) -> None:
         if done:
-            self._close_interval(self._encode(obs))
+            self._close_interval(self._encode(obs), self._stats)
 
-    def _close_interval(self, z: torch.Tensor) -> None:
-        """Goal reach of the training interval that ends at latent z: did it end nearer
-        its goal than it started, and how similar to the goal is its last latent?"""
+    def _close_interval(self, z: torch.Tensor, stats: dict) -> None:
+        """Goal reach of the interval that ends at latent z: did it end nearer its goal
+        than it started, and how similar to the goal is its last latent?"""
         if self._start_similarity is None:
             return
         similarity = cosine_max(z, self._goal)
-        self._stats["reached"].append(float(similarity > self._start_similarity))
-        self._stats["similarity"].append(float(similarity))
+        stats["reached"].append(float(similarity > self._start_similarity))
+        stats["similarity"].append(float(similarity))
         self._start_similarity = None
+
+    def eval(self, episodes: int | None = None, video: bool = False) -> dict[str, float]:
+        """Adds the goal reach of the evaluation's intervals (an episode's last, partial
+        interval is left out: evaluation has no end-of-episode hook)."""
+        self._eval_stats = empty_stats()
+        results = super().eval(episodes, video)
+        results.update({k.replace("/", "_"): v for k, v in goal_metrics(self._eval_stats).items()})
+        self._start_similarity = None
+        return results
 
     # ---------------------------------------------------------- learning
     def update(self, num_updates: int) -> dict[str, torch.Tensor]:
@@ -200,17 +226,10 @@ class DirectorTrainer(OnlineTrainer):
 
     # ----------------------------------------------------------- logging
     def _reset_stats(self) -> None:
-        self._stats: dict = {"codes": [], "reached": [], "similarity": []}
+        self._stats = empty_stats()
 
     def _close_episode(self, episode: dict[str, list], started: float) -> dict[str, float]:
-        metrics = super()._close_episode(episode, started)
-        if self._stats["codes"]:
-            metrics["goal/perplexity"] = self.goal_vae.perplexity(torch.cat(self._stats["codes"]))
-        if self._stats["reached"]:
-            metrics["goal/reached"] = sum(self._stats["reached"]) / len(self._stats["reached"])
-            metrics["goal/similarity"] = sum(self._stats["similarity"]) / len(
-                self._stats["similarity"]
-            )
+        metrics = {**super()._close_episode(episode, started), **goal_metrics(self._stats)}
         self._reset_stats()
         return metrics
 

@@ -67,15 +67,17 @@ def test_critics_start_at_zero_with_frozen_copies_as_targets():
 
 def test_td_target_is_the_formula_from_the_target_critics():
     """(1 - gd) * cosine_max(z', g) + gd * min_i target Q_i(z', a', g) with a' ~ pi_g(z', g)."""
-    worker = randomised(small_worker(), std=0.05)  # Q values inside [0, 1]: no clamping
+    worker = randomised(small_worker(), std=0.05)
+    with torch.no_grad():
+        worker._target_Qs.biases[-1].fill_(0.5)  # Q values inside [0, 1]: no clamping
     next_z, g = latents(7, 0), latents(7, 1)
     torch.manual_seed(3)
     target = worker.td_target(next_z, g)
     torch.manual_seed(3)  # the same policy sample
     with torch.no_grad():
         action = worker.pi(next_z, g)[1]
-        x = torch.cat([next_z, action, g], -1)
-        q = torch.minimum(worker._target_Qs[0](x), worker._target_Qs[1](x))
+        heads = worker._target_Qs(torch.cat([next_z, g, action], -1))  # inputs [z, g, a]
+        q = torch.minimum(heads[0], heads[1])
     assert ((q > 0) & (q < 1)).any()
     expected = 0.2 * cosine_max_by_hand(next_z, g) + 0.8 * q.clamp(0, 1)
     assert target.shape == (7, 1)
@@ -115,7 +117,7 @@ def test_update_steps_policy_and_critics_and_moves_targets_by_polyak():
     ):
         assert torch.allclose(new, old + 0.1 * (online - old), atol=1e-6)
         assert new.grad is None
-    assert all(p.grad is None for p in worker._Qs.parameters())  # the policy step's, cleared
+    assert all(p.grad is None for p in worker._Qs.parameters())  # the policy step's froze them
 
 
 def test_critic_update_regresses_on_the_td_target():

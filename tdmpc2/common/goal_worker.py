@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tdmpc2.common.layers import mlp
+from tdmpc2.common.layers import QEnsemble, mlp
 from tdmpc2.common.math import cosine_max, gaussian_logprob, squash
 
 
@@ -54,11 +54,10 @@ class GoalWorker(nn.Module):
         self.entropy_coef, self.grad_clip = entropy_coef * action_dim, grad_clip
         self.log_std_min, self.log_std_dif = log_std_min, log_std_max - log_std_min
         self._pi = mlp(2 * latent_dim, [hidden_dim, hidden_dim], 2 * action_dim)
-        in_dim = 2 * latent_dim + action_dim
-        self._Qs = nn.ModuleList(mlp(in_dim, [hidden_dim, hidden_dim], 1) for _ in range(2))
-        for q in self._Qs:  # start at zero value
-            nn.init.zeros_(q[-1].weight)
-            nn.init.zeros_(q[-1].bias)
+        # Inputs [z, g, a]: the two heads run as batched matmuls, and the policy loss
+        # can take d/d action alone (as the world model's critics do).
+        self._Qs = QEnsemble(2, 2 * latent_dim + action_dim, hidden_dim, 1)
+        nn.init.zeros_(self._Qs.weights[-1])  # start at zero value
         self._target_Qs = copy.deepcopy(self._Qs).requires_grad_(False)
         self.to(device)
         self.pi_optim = torch.optim.Adam(self._pi.parameters(), lr=lr, eps=1e-5, fused=True)
@@ -75,11 +74,16 @@ class GoalWorker(nn.Module):
         return squash(mu, mu + eps * log_std.exp(), log_pi)
 
     def q(
-        self, z: torch.Tensor, action: torch.Tensor, goal: torch.Tensor, target: bool = False
+        self,
+        z: torch.Tensor,
+        action: torch.Tensor,
+        goal: torch.Tensor,
+        target: bool = False,
+        detach: bool = False,
     ) -> torch.Tensor:
-        """Both critics' values [2, ..., 1]."""
-        x = torch.cat([z, action, goal], -1)
-        return torch.stack([q(x) for q in (self._target_Qs if target else self._Qs)])
+        """Both critics' values [2, ..., 1]; `detach` freezes them (d/d action only)."""
+        qnet = self._target_Qs if target else self._Qs
+        return qnet(torch.cat([z, goal], -1), detach=detach, action=action)
 
     @torch.no_grad()
     def value(self, z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
@@ -112,20 +116,19 @@ class GoalWorker(nn.Module):
         z, next_z, goal = z.detach(), next_z.detach(), goal.detach()
         target = self.td_target(next_z, goal)
         q_loss = F.mse_loss(self.q(z, action, goal), target.expand(2, -1, -1))
-        self.q_optim.zero_grad(set_to_none=True)
         q_loss.backward()
         nn.utils.clip_grad_norm_(self._Qs.parameters(), self.grad_clip)
         self.q_optim.step()
+        self.q_optim.zero_grad(set_to_none=True)
 
         _, pi, log_pi = self.pi(z, goal)
-        goal_q = self.q(z, pi, goal).mean(0)
+        goal_q = self.q(z, pi, goal, detach=True).mean(0)
         objective = task_value(z, pi) + self.goal_coef * goal_q - self.entropy_coef * log_pi
         pi_loss = -objective.mean()
-        self.pi_optim.zero_grad(set_to_none=True)
-        pi_loss.backward()
+        pi_loss.backward()  # the critics are frozen here: only pi gets gradients
         nn.utils.clip_grad_norm_(self._pi.parameters(), self.grad_clip)
         self.pi_optim.step()
-        self._Qs.zero_grad(set_to_none=True)  # the policy step's gradients into the critics
+        self.pi_optim.zero_grad(set_to_none=True)
         with torch.no_grad():
             torch._foreach_lerp_(
                 list(self._target_Qs.parameters()), list(self._Qs.parameters()), self.tau

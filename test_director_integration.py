@@ -20,6 +20,7 @@ from tdmpc2.common import checkpoint
 from tdmpc2.evaluate import evaluate
 from tdmpc2.train import build, trainer_class
 from tests.conftest import TINY, compose_cfg
+from tests.test_resume import assert_same
 
 ROOT = Path(__file__).resolve().parent
 SCRIPT = "apply_director_patches.sh"
@@ -208,20 +209,6 @@ def test_trainer_selection(overrides: list[str], expected: str):
 
 
 # --------------------------------------------------------------- checkpoints
-def assert_same(a, b, where: str) -> None:
-    """Exact equality of nested optimiser states."""
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert set(a) == set(b), where
-        for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a} != {b}"
 
 
 def test_director_checkpoint_round_trip(tmp_path: Path):

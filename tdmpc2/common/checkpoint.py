@@ -8,6 +8,7 @@ models and optimisers, counters, random states, the replay buffer and the logs' 
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shlex
@@ -193,3 +194,19 @@ def resume_command(run_dir: Path) -> str:
     """The command line that continues the run in `run_dir`."""
     script = os.path.relpath(TRAIN_SCRIPT)
     return f"python {shlex.quote(script)} resume={shlex.quote(str(run_dir))}"
+
+
+class OwnOptimisers:
+    """For modules that build their own optimisers (named in `OPTIMISERS`): their
+    states, which `nn.Module.state_dict()` leaves out."""
+
+    OPTIMISERS: tuple[str, ...] = ()
+
+    def optim_state_dict(self) -> dict:
+        return {name: getattr(self, name).state_dict() for name in self.OPTIMISERS}
+
+    def load_optim_state_dict(self, state: dict) -> None:
+        """Loads a copy: torch's loader would otherwise share (and step) the given tensors."""
+        state = copy.deepcopy(state)
+        for name in self.OPTIMISERS:
+            getattr(self, name).load_state_dict(state[name])

@@ -7,13 +7,13 @@ simplices as z, which the Worker (the planner) is rewarded for reaching.
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tdmpc2.common.checkpoint import OwnOptimisers
 from tdmpc2.common.layers import SimNorm, mlp
 from tdmpc2.common.math import gumbel_noise
 
@@ -41,12 +41,14 @@ def _entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(probs * probs.clamp_min(1e-12).log()).sum(-1)
 
 
-class GoalVAE(nn.Module):
+class GoalVAE(OwnOptimisers, nn.Module):
     """Encoder to categorical code logits, Gumbel-softmax codes, decoder back to a latent.
 
     Create it with the right `device`: the optimiser is built in __init__ and `.to()`
     afterwards would leave its state on the old device.
     """
+
+    OPTIMISERS = ("optim",)
 
     def __init__(
         self,
@@ -187,11 +189,3 @@ class GoalVAE(nn.Module):
         """
         usage = codes.detach().float().reshape(-1, *codes.shape[-2:]).mean(0)
         return _entropy(usage).exp().mean().item()
-
-    def optim_state_dict(self) -> dict:
-        """The optimiser state, which `state_dict()` leaves out."""
-        return self.optim.state_dict()
-
-    def load_optim_state_dict(self, state: dict) -> None:
-        """Loads a copy: torch's loader would otherwise share (and step) the given tensors."""
-        self.optim.load_state_dict(copy.deepcopy(state))

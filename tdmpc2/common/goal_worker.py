@@ -17,17 +17,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tdmpc2.common.checkpoint import OwnOptimisers
 from tdmpc2.common.layers import QEnsemble, mlp
 from tdmpc2.common.math import cosine_max, gaussian_logprob, squash
 
 
-class GoalWorker(nn.Module):
+class GoalWorker(OwnOptimisers, nn.Module):
     """pi_g(z, g) and two goal critics with Polyak targets, all scaled to [0, 1].
 
     Q_g is the (1 - gamma)-weighted discounted sum of future goal similarities, so it
     lies in [0, 1] like `cosine_max`; the planner's goal term multiplies it by the goal
     weight. Create it on the right `device`: the optimisers are built in __init__.
     """
+
+    OPTIMISERS = ("pi_optim", "q_optim")
 
     def __init__(
         self,
@@ -138,13 +141,3 @@ class GoalWorker(nn.Module):
             "worker/goal_pi_loss": pi_loss.detach(),
             "worker/goal_value": goal_q.detach().mean(),
         }
-
-    def optim_state_dict(self) -> dict:
-        """Both optimisers' states, which `state_dict()` leaves out."""
-        return {"pi": self.pi_optim.state_dict(), "q": self.q_optim.state_dict()}
-
-    def load_optim_state_dict(self, state: dict) -> None:
-        """Loads a copy: torch's loader would otherwise share (and step) the given tensors."""
-        state = copy.deepcopy(state)
-        self.pi_optim.load_state_dict(state["pi"])
-        self.q_optim.load_state_dict(state["q"])

@@ -7,7 +7,6 @@ codes and per-term rewards, so it stays ignorant of the Goal-VAE and the Worker.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Independent, OneHotCategorical
 
+from tdmpc2.common.checkpoint import OwnOptimisers
 from tdmpc2.common.layers import mlp
 from tdmpc2.common.scale import RunningScale
 
@@ -43,7 +43,7 @@ def gae(
     return advantages, advantages + values[:-1]
 
 
-class Manager(nn.Module):
+class Manager(OwnOptimisers, nn.Module):
     """Actor over `n_latents` independent categoricals of `n_classes`, and one critic V(z)
     with its own return normaliser per reward term.
 
@@ -53,6 +53,8 @@ class Manager(nn.Module):
     term's units drown the other. Create it with the right `device`: the optimisers are
     built in __init__ and `.to()` afterwards would leave their state on the old device.
     """
+
+    OPTIMISERS = ("actor_optim", "critic_optim")
 
     TERMS = ("extrinsic", "exploration")
 
@@ -191,13 +193,3 @@ class Manager(nn.Module):
         for term, ret in zip(self.TERMS, returns, strict=True):
             metrics[f"manager/return_{term}"] = ret.mean()
         return metrics
-
-    def optim_state_dict(self) -> dict:
-        """Both optimisers' states, which `state_dict()` leaves out."""
-        return {"actor": self.actor_optim.state_dict(), "critic": self.critic_optim.state_dict()}
-
-    def load_optim_state_dict(self, state: dict) -> None:
-        """Loads a copy: torch's loader would otherwise share (and step) the given tensors."""
-        state = copy.deepcopy(state)
-        self.actor_optim.load_state_dict(state["actor"])
-        self.critic_optim.load_state_dict(state["critic"])

@@ -67,7 +67,7 @@ class Manager(OwnOptimisers, nn.Module):
         lr: float = 3e-4,
         gamma: float = 0.92,
         lam: float = 0.95,
-        entropy_coef: float = 1e-3,
+        entropy_coef: float = 0.1,
         exploration_weight: float = 0.1,
         grad_clip: float = 20.0,
         device: torch.device | str = "cpu",
@@ -173,7 +173,10 @@ class Manager(OwnOptimisers, nn.Module):
         log_probs = F.log_softmax(self.logits(z[:-1]), -1)
         entropy = -(log_probs.exp() * log_probs).sum((-2, -1))
         log_prob = (codes * log_probs).sum((-2, -1))
-        actor_loss = -(log_prob * advantage).mean() - self.entropy_coef * entropy.mean()
+        # Entropy as a share of its maximum (Director's normalised entropy bonus): the
+        # coefficient means the same for every code shape.
+        bonus = self.entropy_coef * entropy.mean() / self.max_entropy()
+        actor_loss = -(log_prob * advantage).mean() - bonus
         self.actor_optim.zero_grad(set_to_none=True)
         actor_loss.backward()
         nn.utils.clip_grad_norm_(self.actor.parameters(), self.grad_clip)

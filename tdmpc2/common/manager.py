@@ -67,7 +67,7 @@ class Manager(OwnOptimisers, nn.Module):
         lr: float = 3e-4,
         gamma: float = 0.92,
         lam: float = 0.95,
-        entropy_coef: float = 0.1,
+        entropy_coef: float = 0.017,
         exploration_weight: float = 0.1,
         grad_clip: float = 20.0,
         device: torch.device | str = "cpu",

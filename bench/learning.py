@@ -32,9 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
-from plot import read_rows, reference_curve
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tdmpc2.common.curves import read_rows, reference_curve  # noqa: E402
+
 TRAIN = ROOT / "tdmpc2" / "train.py"
 EVALUATE = ROOT / "tdmpc2" / "evaluate.py"
 BUILTIN_AGENTS = {"flat": ["trainer=online"], "director": ["trainer=director"]}

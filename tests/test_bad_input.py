@@ -14,6 +14,7 @@ import torch
 
 from tdmpc2.common import checkpoint
 from tdmpc2.common.checkpoint import CheckpointError
+from tdmpc2.common.parser import COUNTS, POSITIVE, ConfigError, parse_cfg
 from tdmpc2.evaluate import evaluate
 from tdmpc2.train import build
 from tests.conftest import ROOT, TINY, compose_cfg
@@ -71,7 +72,7 @@ def resume(target: Path, *extra: str):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["steps=0"], "steps must be > 0, got 0"),
+        (["eval_episodes=0"], "eval_episodes must be >= 1, got 0"),
         (["steps=2"], "steps (2) must be at least the horizon (3)"),
         (["keep_checkpoints=0"], "keep_checkpoints must be >= 1, got 0"),
         (
@@ -96,6 +97,19 @@ def resume(target: Path, *extra: str):
 def test_bad_setting_is_one_error_line(tmp_path, args, message):
     proc = cli("tdmpc2/train.py", *TOY, *args, f"work_dir={tmp_path / 'run'}")
     assert_one_error_line(proc, message)
+
+
+@pytest.mark.parametrize("key", sorted(COUNTS))
+def test_a_count_below_its_minimum_is_one_error(key):
+    low = COUNTS[key] - 1
+    with pytest.raises(ConfigError, match=rf"^{key} must be >= {COUNTS[key]}, got {low}$"):
+        parse_cfg(compose_cfg([*TOY, f"{key}={low}"]))
+
+
+@pytest.mark.parametrize("key", POSITIVE)
+def test_a_rate_or_scale_must_be_positive(key):
+    with pytest.raises(ConfigError, match=rf"^{key} must be > 0, got 0"):
+        parse_cfg(compose_cfg([*TOY, f"{key}=0"]))
 
 
 def test_unwritable_run_directory(tmp_path):

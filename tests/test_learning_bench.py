@@ -11,13 +11,9 @@ import pytest
 
 from tests.conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "bench"))  # learning.py does `from plot import ...`
-try:
-    _spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "bench" / "learning.py")
-    learning = sys.modules["bench_learning"] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(learning)  # registered first: its @dataclass looks itself up
-finally:
-    sys.path.remove(str(ROOT / "bench"))
+_spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "bench" / "learning.py")
+learning = sys.modules["bench_learning"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(learning)  # registered first: its @dataclass looks itself up
 
 QUICK = ["--agents", "flat", "director", "--seeds", "1", "--steps", "300", "--eval-freq", "150"]
 QUICK += ["--eval-episodes", "1", "--model-size", "1", "--jobs", "2", "--overrides"]

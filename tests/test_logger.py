@@ -13,6 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from tdmpc2.common import curves
 from tdmpc2.common.logger import Logger
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,12 +139,34 @@ def fake_run(path: Path, seed: int | None) -> Path:
 
 def test_plot_runs_writes_a_png(tmp_path):
     runs = [fake_run(tmp_path / "a", 1), fake_run(tmp_path / "b", None)]
-    assert plot.run_info(runs[0]) == ("test · walker-walk · seed 1", "walker-walk")
-    assert plot.run_info(runs[1]) == ("b", None)
-    assert plot.run_curve(runs[1])[0] == [0.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0]
-    out = plot.plot_runs(runs)
+    assert curves.run_info(runs[0]) == ("test · walker-walk · seed 1", "walker-walk")
+    assert curves.run_info(runs[1]) == ("b", None)
+    assert curves.run_curve(runs[1])[0] == [0.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0]
+    out = curves.plot_runs(runs)
     assert out == runs[0] / "curve.png"
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png_size(out)[0] > 0
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the PNG header."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_plot_adds_training_returns_and_a_goal_panel(tmp_path):
+    flat, director = fake_run(tmp_path / "flat", 1), fake_run(tmp_path / "director", 1)
+    (flat / "train.csv").write_text("step,episode_reward\n500,3.0\n1000,4.0\n")
+    rows = [f"{s},{s / 100},{1 + s / 1000},0.5,0.4" for s in (500, 1000, 1500)]
+    header = "step,episode_reward,goal/perplexity,goal/similarity,goal/reached\n"
+    (director / "train.csv").write_text(header + "\n".join(rows) + "\n")
+    assert curves.column(curves.read_rows(director / "train.csv"), "goal/perplexity") == (
+        [500.0, 1000.0, 1500.0],
+        [1.5, 2.0, 2.5],
+    )
+    one_panel = png_size(curves.plot_runs([flat]))
+    two_panels = png_size(curves.plot_runs([director]))
+    assert one_panel[0] == two_panels[0] and two_panels[1] > 1.4 * one_panel[1]
 
 
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="no shared reference directory")
@@ -153,7 +176,7 @@ def test_plot_over_the_published_curves(tmp_path, capsys):
     out = capsys.readouterr()
     assert out.out.strip() == str(run / "curve.png")
     assert "no published nope curve for walker-walk" in out.err
-    steps, mean, low, high = plot.reference_curve(REFERENCE, "tdmpc2", "walker-walk")
+    steps, mean, low, high = curves.reference_curve(REFERENCE, "tdmpc2", "walker-walk")
     assert steps[0] == 0 and len(steps) == len(mean)
     assert all(lo <= m <= hi for m, lo, hi in zip(mean, low, high, strict=True))
 

@@ -37,6 +37,7 @@ RESUME_KEYS = (
     "device",
     "threads",
     "progress_bar",
+    "reference_dir",
     "save_video",
     "enable_wandb",
 )

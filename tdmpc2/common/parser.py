@@ -22,6 +22,31 @@ MODEL_SIZE = {  # widths of the public TD-MPC2 model sizes (millions of paramete
 }
 
 
+# Counts and their smallest sensible value: a 0 here would divide by zero, loop forever
+# or train on nothing, so it fails at start with one line instead.
+COUNTS = {
+    "steps": 1,
+    "batch_size": 1,
+    "horizon": 1,
+    "eval_freq": 1,
+    "eval_episodes": 1,
+    "iterations": 1,
+    "num_samples": 1,
+    "num_bins": 2,
+    "buffer_size": 1,
+    "enc_dim": 1,
+    "mlp_dim": 1,
+    "latent_dim": 1,
+    "num_enc_layers": 1,
+    "num_channels": 1,
+    "simnorm_dim": 1,
+    "save_freq": 0,
+    "keep_checkpoints": 1,
+    "max_nonfinite": 1,
+}
+POSITIVE = ("lr", "discount_denom", "temperature", "min_std", "max_std", "tau")
+
+
 def register_configs() -> None:
     """Hands config.yaml (and the Director config when present) to Hydra's ConfigStore.
 
@@ -85,12 +110,13 @@ def parse_cfg(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig
     for key, value in MODEL_SIZE[cfg.model_size].items():
         if OmegaConf.is_missing(cfg, key):
             cfg[key] = value
-    _check(int(cfg.steps) > 0, f"steps must be > 0, got {cfg.steps}")
-    _check(int(cfg.batch_size) > 0, f"batch_size must be > 0, got {cfg.batch_size}")
-    _check(int(cfg.horizon) >= 1, f"horizon must be >= 1, got {cfg.horizon}")
-    _check(int(cfg.eval_freq) > 0, f"eval_freq must be > 0, got {cfg.eval_freq}")
-    for key, low in (("save_freq", 0), ("keep_checkpoints", 1), ("max_nonfinite", 1)):
+    for key, low in COUNTS.items():
         _check(int(cfg[key]) >= low, f"{key} must be >= {low}, got {cfg[key]}")
+    for key in POSITIVE:
+        _check(float(cfg[key]) > 0, f"{key} must be > 0, got {cfg[key]}")
+    _check(
+        cfg.min_std <= cfg.max_std, f"min_std ({cfg.min_std}) must be <= max_std ({cfg.max_std})"
+    )
     _check(cfg.latent_dim % cfg.simnorm_dim == 0, "latent_dim must be a multiple of simnorm_dim")
     _check(cfg.num_q >= 2, f"num_q must be >= 2 (two heads are drawn), got {cfg.num_q}")
     _check(
@@ -101,6 +127,9 @@ def parse_cfg(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig
         0 < cfg.num_elites <= cfg.num_samples,
         f"num_elites ({cfg.num_elites}) must be in [1, num_samples={cfg.num_samples}]",
     )
+    if cfg.reference_dir:
+        reference = Path(str(cfg.reference_dir)).expanduser()
+        _check(reference.is_dir(), f"reference_dir: no folder at {reference}")
     cfg.device = resolve_device(str(cfg.device))
     if cfg.threads is not None:
         _check(int(cfg.threads) >= 1, f"threads must be >= 1, got {cfg.threads}")

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from tdmpc2.agent import TDMPC2
 from tdmpc2.common import checkpoint
 from tdmpc2.common.buffer import STORAGE, Buffer
+from tdmpc2.common.curves import plot_runs, reference_curve
 from tdmpc2.common.logger import Logger
 from tdmpc2.common.seed import env_rng_state, rng_state, set_env_rng_state, set_rng_state
 
@@ -58,6 +59,10 @@ class Trainer:
         self._saved_at: tuple[int, int] | None = None  # (step, updates) of the last save
         self._last_checkpoint: Path | None = None
         self._can_render = True
+        self._can_plot = bool(cfg.save_csv)  # curve.png is drawn from the CSV logs
+        self._reference = published_curves(cfg)
+        if cfg.get("reference_dir") and self._reference is None:
+            logger.write(f"warning: no published curve of {cfg.task} in {cfg.reference_dir}")
         self.finished = False
 
     def train(self) -> None:
@@ -130,7 +135,19 @@ class Trainer:
             self._snapshot = snapshot
             return False
         self.logger.log({**self.common_metrics(), **results}, "eval")
+        self._draw_curve()
         return True
+
+    def _draw_curve(self) -> None:
+        """Redraws run_dir/curve.png from the CSV logs; a failure warns once, never stops."""
+        if not self._can_plot:
+            return
+        run_dir = self.logger.run_dir
+        try:
+            plot_runs([run_dir], self._reference, out=run_dir / "curve.png")
+        except Exception as err:
+            self.logger.write(f"warning: curve.png disabled ({type(err).__name__}: {err})")
+            self._can_plot = False
 
     # ------------------------------------------------------------ updates and metrics
     def _agent_update(self) -> dict[str, torch.Tensor]:
@@ -294,6 +311,14 @@ class Trainer:
             f"{name} at step {step:,}: checkpoint {path}\n"
             f"resume with: {checkpoint.resume_command(self.logger.run_dir)}"
         )
+
+
+def published_curves(cfg: DictConfig) -> Path | None:
+    """`reference_dir` when it holds a published TD-MPC2 curve of the task, for curve.png."""
+    if not cfg.get("reference_dir"):
+        return None
+    reference = Path(str(cfg.reference_dir)).expanduser()
+    return reference if reference_curve(reference, "tdmpc2", str(cfg.task)) else None
 
 
 def resize_buffer_state(state: dict, capacity: int) -> dict:

@@ -1,0 +1,159 @@
+"""Learning curves of run directories: the run's own `curve.png` and `bench/plot.py` both
+draw with `plot_runs`, so a live run and a comparison of finished ones look the same."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+# Director goal metrics of train.csv drawn in a second panel when a run logged them.
+GOAL_METRICS = {  # key: (label, line style)
+    "goal/perplexity": ("code perplexity", "-"),
+    "goal/similarity": ("goal similarity", "--"),
+    "goal/reached": ("goals reached", ":"),
+}
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def run_info(run_dir: Path) -> tuple[str, str | None]:
+    """(label, task): from the run's config.yaml when it has one, else the dir name."""
+    try:
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+        fields = [cfg.get("exp_name"), cfg.get("task"), cfg.get("seed")]
+    except Exception:  # no config, or not a mapping: the directory name still identifies it
+        return run_dir.name, None
+    exp_name, task, seed = (None if v is None else str(v) for v in fields)
+    parts = [p for p in (exp_name, task, seed and f"seed {seed}") if p]
+    return " · ".join(parts) or run_dir.name, task
+
+
+def column(rows: list[dict[str, str]], key: str) -> tuple[list[float], list[float]]:
+    """(steps, values) of the rows that have both `step` and `key`."""
+    pairs = [(float(r["step"]), float(r[key])) for r in rows if r.get("step") and r.get(key)]
+    return [s for s, _ in pairs], [v for _, v in pairs]
+
+
+def run_curve(run_dir: Path) -> tuple[list[float], list[float]]:
+    """(agent steps, evaluation returns) of a run's eval.csv; rows without a return skipped."""
+    path = run_dir / "eval.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {run_dir} a run directory?")
+    rows = read_rows(path)
+    if rows and not {"step", "episode_reward"} <= rows[0].keys():
+        raise ValueError(f"{path}: needs the columns step and episode_reward")
+    return column(rows, "episode_reward")
+
+
+def reference_curve(
+    reference: Path, method: str, task: str
+) -> tuple[list[float], list[float], list[float], list[float]] | None:
+    """(steps, mean, min, max) over the seeds of a published curve; None if absent."""
+    path = reference / "published_curves" / method / f"{task}.csv"
+    if not path.is_file():
+        return None
+    by_step: dict[float, list[float]] = defaultdict(list)
+    for row in read_rows(path):
+        by_step[float(row["step"])].append(float(row["reward"]))
+    steps = sorted(by_step)
+    values = [by_step[s] for s in steps]
+    return (
+        steps,
+        [sum(v) / len(v) for v in values],
+        [min(v) for v in values],
+        [max(v) for v in values],
+    )
+
+
+def plot_runs(
+    run_dirs: Sequence[str | Path],
+    reference: str | Path | None = None,
+    task: str | None = None,
+    out: str | Path | None = None,
+    methods: Sequence[str] = ("tdmpc2",),
+) -> Path:
+    """Writes the PNG (default RUN_DIR0/curve.png) and returns its path.
+
+    Per run: evaluation returns (markers) and training episode returns (faint, same
+    colour); published curves as dashed lines with their seed band; and, when a run
+    logged the Director's goal metrics, a second panel with them.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not run_dirs:
+        raise ValueError("no run directories given")
+    if reference is not None and not Path(reference).is_dir():
+        raise FileNotFoundError(f"reference directory {reference} not found")
+    runs = [(Path(d), run_curve(Path(d))) for d in run_dirs]
+    train = {d: _train_rows(d) for d, _ in runs}
+    goals = any(k in rows[0] for rows in train.values() if rows for k in GOAL_METRICS)
+    fig, axes = plt.subplots(
+        2 if goals else 1, 1, figsize=(7, 7 if goals else 4.5), sharex=True, squeeze=False
+    )
+    ax = axes[0][0]
+    max_step = 0.0
+    for run_dir, (steps, returns) in runs:
+        label, run_task = run_info(run_dir)
+        task = task or run_task
+        (line,) = ax.plot(steps, returns, marker="o", markersize=3, label=label)
+        train_steps, train_returns = column(train[run_dir], "episode_reward")
+        ax.plot(train_steps, train_returns, color=line.get_color(), alpha=0.3, linewidth=1)
+        max_step = max([max_step, *steps, *train_steps])
+    if reference is not None:
+        if task is None:
+            print("no task known (pass --task): published curves skipped", file=sys.stderr)
+        for method in methods if task else ():
+            curve = reference_curve(Path(reference), method, task)
+            if curve is None:
+                print(f"no published {method} curve for {task}", file=sys.stderr)
+                continue
+            steps, mean, low, high = curve
+            (line,) = ax.plot(steps, mean, linestyle="--", label=f"{method} (published)")
+            ax.fill_between(steps, low, high, alpha=0.15, color=line.get_color())
+        if max_step > 0:  # published curves run to 1M+ steps: keep the runs readable
+            ax.set_xlim(0, max_step * 1.05)
+    ax.set_ylabel("return (markers: evaluation, faint: training episodes)")
+    ax.set_title(task or "")
+    if goals:
+        _plot_goal_metrics(axes[1][0], train)
+    for (row_ax,) in axes:
+        row_ax.grid(alpha=0.3)
+        row_ax.legend(fontsize=8)
+    axes[-1][0].set_xlabel("agent steps")
+    out = Path(out) if out else Path(run_dirs[0]) / "curve.png"
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _train_rows(run_dir: Path) -> list[dict[str, str]]:
+    path = run_dir / "train.csv"
+    return read_rows(path) if path.is_file() else []
+
+
+def _plot_goal_metrics(ax, train: dict[Path, list[dict[str, str]]]) -> None:
+    """Perplexity on the left axis (1 to the number of codes); shares in [0, 1] on the right."""
+    shares = ax.twinx()
+    shares.set_ylim(0, 1)
+    for run_dir, rows in train.items():
+        name = run_dir.name if len(train) > 1 else ""
+        for key, (label, style) in GOAL_METRICS.items():
+            steps, values = column(rows, key)
+            if steps:
+                target = ax if key == "goal/perplexity" else shares
+                target.plot(steps, values, style, label=f"{label} {name}".strip())
+    ax.set_ylabel("code perplexity")
+    shares.set_ylabel("goal similarity, share reached")
+    shares.legend(fontsize=8, loc="lower right")

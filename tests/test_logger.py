@@ -68,16 +68,6 @@ def test_console_lines(tmp_path, capsys):
     ]
 
 
-def test_progress_bar_and_finish(tmp_path):
-    logger = make_logger(tmp_path, progress_bar=False)
-    bar = logger.progress(total=100, initial=10)
-    assert bar.disable and bar.n == 10
-    logger.finish()
-    enabled = make_logger(tmp_path).progress(total=100)
-    assert enabled.unit == "step" and not enabled.disable
-    enabled.close()
-
-
 def test_wandb_missing_is_a_warning(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # makes `import wandb` fail
     logger = make_logger(tmp_path, enable_wandb=True, wandb_project="p", wandb_entity=None)

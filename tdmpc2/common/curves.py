@@ -108,7 +108,8 @@ def plot_runs(
         task = task or run_task
         (line,) = ax.plot(steps, returns, marker="o", markersize=3, label=label)
         train_steps, train_returns = column(train[run_dir], "episode_reward")
-        ax.plot(train_steps, train_returns, color=line.get_color(), alpha=0.3, linewidth=1)
+        faint = "training episodes" if len(runs) == 1 else None
+        ax.plot(train_steps, train_returns, color=line.get_color(), alpha=0.35, label=faint)
         max_step = max([max_step, *steps, *train_steps])
     if reference is not None:
         if task is None:
@@ -123,7 +124,7 @@ def plot_runs(
             ax.fill_between(steps, low, high, alpha=0.15, color=line.get_color())
         if max_step > 0:  # published curves run to 1M+ steps: keep the runs readable
             ax.set_xlim(0, max_step * 1.05)
-    ax.set_ylabel("return (markers: evaluation, faint: training episodes)")
+    ax.set_ylabel("episode return (markers: evaluation)")
     ax.set_title(task or "")
     if goals:
         _plot_goal_metrics(axes[1][0], train)
@@ -147,13 +148,13 @@ def _plot_goal_metrics(ax, train: dict[Path, list[dict[str, str]]]) -> None:
     """Perplexity on the left axis (1 to the number of codes); shares in [0, 1] on the right."""
     shares = ax.twinx()
     shares.set_ylim(0, 1)
-    for run_dir, rows in train.items():
+    for i, (run_dir, rows) in enumerate(train.items()):
         name = run_dir.name if len(train) > 1 else ""
         for key, (label, style) in GOAL_METRICS.items():
             steps, values = column(rows, key)
             if steps:
                 target = ax if key == "goal/perplexity" else shares
-                target.plot(steps, values, style, label=f"{label} {name}".strip())
+                target.plot(steps, values, style, color=f"C{i}", label=f"{label} {name}".strip())
     ax.set_ylabel("code perplexity")
     shares.set_ylabel("goal similarity, share reached")
     shares.legend(fontsize=8, loc="lower right")

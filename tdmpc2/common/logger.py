@@ -1,4 +1,4 @@
-"""Run logging: CSV files, console lines beside a progress bar, optional Weights & Biases."""
+"""Run logging: CSV files, console lines above the progress bar, optional Weights & Biases."""
 
 from __future__ import annotations
 
@@ -32,11 +32,10 @@ class Logger:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._columns: dict[str, list[str]] = {}
-        self._bar: tqdm | None = None
         self._wandb = self._init_wandb() if cfg.get("enable_wandb", False) else None
 
     def write(self, line: str) -> None:
-        """Prints a line without breaking the progress bar."""
+        """Prints a line above the progress bar, if one is showing."""
         tqdm.write(line)
 
     def _warn(self, message: str) -> None:
@@ -76,18 +75,6 @@ class Logger:
             self._wandb = None
 
     # ------------------------------------------------------------ metrics
-    def progress(self, total: int, initial: int = 0) -> tqdm:
-        """The bar the trainer advances; console lines are printed above it."""
-        self._bar = tqdm(
-            total=total,
-            initial=initial,
-            unit="step",
-            dynamic_ncols=True,
-            smoothing=0.05,
-            disable=not self.cfg.get("progress_bar", True),
-        )
-        return self._bar
-
     def log(self, metrics: dict[str, float], category: str) -> None:
         """One row of `category` ("train", "eval" or "pretrain") to CSV, console and W&B."""
         row = {k: v if isinstance(v, int) else float(v) for k, v in metrics.items()}
@@ -151,9 +138,6 @@ class Logger:
         return path
 
     def finish(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
         if self._wandb is not None:
             try:
                 self._wandb.finish()

@@ -131,9 +131,13 @@ def parse_cfg(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig
         reference = Path(str(cfg.reference_dir)).expanduser()
         _check(reference.is_dir(), f"reference_dir: no folder at {reference}")
     cfg.device = resolve_device(str(cfg.device))
-    if cfg.threads is not None:
-        _check(int(cfg.threads) >= 1, f"threads must be >= 1, got {cfg.threads}")
-        torch.set_num_threads(int(cfg.threads))
+    threads = str(cfg.threads)
+    _check(
+        threads == "auto" or (threads.isdigit() and int(threads) >= 1),
+        f"threads must be auto or a count >= 1, got {cfg.threads}",
+    )
+    if threads != "auto":
+        torch.set_num_threads(int(threads))
     return cfg
 
 

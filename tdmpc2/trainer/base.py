@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import os
 import signal
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -20,9 +22,13 @@ from tdmpc2.common import checkpoint
 from tdmpc2.common.buffer import STORAGE, Buffer
 from tdmpc2.common.curves import plot_runs, reference_curve
 from tdmpc2.common.logger import Logger
+from tdmpc2.common.progress import Progress, duration
 from tdmpc2.common.seed import env_rng_state, rng_state, set_env_rng_state, set_rng_state
+from tdmpc2.common.threads import ThreadShare
+from tdmpc2.envs import make_env
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+NOT_COPIED = ("cfg", "env", "buffer", "logger", "progress", "_threads", "_snapshot")  # by probes
 
 
 class Interrupted(Exception):
@@ -37,6 +43,14 @@ class Trainer:
     """Owns the loop around an agent; subclasses decide where the data comes from."""
 
     kind = "tdmpc2"
+    # What one unit of each phase costs, in timed parts (seconds per env step, planner
+    # call, update); the time left is the units left per phase times these sums.
+    phase_costs: ClassVar[dict[str, tuple[str, ...]]] = {
+        "seeding": ("env",),
+        "pretraining": ("update",),
+        "training": ("env", "act", "update"),
+        "evaluation": ("env", "act"),
+    }
 
     def __init__(
         self, cfg: DictConfig, env, agent: TDMPC2, buffer: Buffer | None, logger: Logger
@@ -59,6 +73,9 @@ class Trainer:
         self._saved_at: tuple[int, int] | None = None  # (step, updates) of the last save
         self._last_checkpoint: Path | None = None
         self._can_render = True
+        self.progress = Progress.off()  # replaced when training starts
+        self._threads: ThreadShare | None = None  # the core share, while training
+        self._eval_done = 0  # steps of the running evaluation, for the time left
         self._can_plot = bool(cfg.save_csv)  # curve.png is drawn from the CSV logs
         self._reference = published_curves(cfg)
         if cfg.get("reference_dir") and self._reference is None:
@@ -67,6 +84,84 @@ class Trainer:
 
     def train(self) -> None:
         raise NotImplementedError
+
+    def work_left(self) -> dict[str, int]:
+        """Units of work left per phase (see `phase_costs`)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ progress and cores
+    def _start(self) -> None:
+        """Takes this run's share of the cores, times its parts and starts the display."""
+        self._threads = ThreadShare(self.cfg.threads)
+        self._note(self._threads.refresh(force=True))
+        parts, timed = self._probe_costs()
+        costs = {
+            phase: sum(parts.get(part, 0.0) for part in needs)
+            for phase, needs in self.phase_costs.items()
+        }
+        mode = None if self.cfg.progress_bar else "off"
+        self.progress = Progress(
+            int(self.cfg.steps), self._step, self.work_left, costs, self.logger.write, mode
+        )
+        if parts:
+            self.logger.write(self.progress.estimate_line(timed))
+
+    @contextmanager
+    def _running(self) -> Iterator[None]:
+        """Training's frame: cores, progress display and signal handling, then cleanup."""
+        self._start()
+        try:
+            with self._catch_signals():
+                yield
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        self.progress.close()
+        if self._threads is not None:
+            self._threads.close()
+            self._threads = None
+
+    def _tick(self, phase: str, n: int = 1) -> None:
+        """`n` units of `phase` done: moves the display, rechecks the core share."""
+        self.progress.advance(phase, n)
+        if self._threads is not None:
+            self._note(self._threads.refresh())
+
+    def _note(self, line: str | None) -> None:
+        if line:
+            self.logger.write(line)
+
+    def _probe_costs(self, repeats: int = 2) -> tuple[dict[str, float], str]:
+        """Seconds per random environment step, planner call and update, timed on a copy
+        of the trainer (models, optimisers, counters) with a scratch replay of one random
+        episode, so the run itself, RNG states included, is untouched."""
+        rng, started = rng_state(), time.perf_counter()
+        try:
+            cfg = copy.deepcopy(self.cfg)
+            episode, env_s = random_episode(make_env(cfg))
+            probe = copy.copy(self)
+            own = {k: v for k, v in vars(self).items() if k not in NOT_COPIED}
+            probe.__dict__.update(copy.deepcopy(own))
+            probe.buffer = Buffer.from_cfg(cfg, capacity=len(episode["action"]) + 1)
+            probe.buffer.add(episode)
+            obs = episode["obs"]
+            parts = {
+                "env": env_s,
+                "act": seconds_per_call(lambda i: probe.act(obs[i], i, eval_mode=True), repeats),
+                "update": seconds_per_call(lambda i: probe.update(1), repeats),
+            }
+        except Exception as err:  # e.g. an episode shorter than the horizon
+            self.logger.write(
+                f"warning: the run's parts could not be timed ({type(err).__name__}: {err}); "
+                "the time left is learned as the run goes"
+            )
+            return {}, ""
+        finally:
+            set_rng_state(rng)
+        timed = ", ".join(f"{k} {v * 1e3:.3g} ms" for k, v in parts.items())
+        took = duration(time.perf_counter() - started)
+        return parts, f"timed in {took}: {timed}"
 
     @property
     def stopped_by(self) -> int | None:
@@ -88,7 +183,9 @@ class Trainer:
     def eval(self, episodes: int | None = None, video: bool = False) -> dict[str, float]:
         """Mean return over evaluation episodes with the deterministic planner."""
         returns, successes, frames = [], [], []
-        for i in range(episodes or self.cfg.eval_episodes):
+        episodes = episodes or self.cfg.eval_episodes
+        self._eval_done, started = 0, time.perf_counter()
+        for i in range(episodes):
             obs, done, ep_return, t = self.env.reset(), False, 0.0, 0
             record = video and i == 0 and self._can_render
             if record:
@@ -100,10 +197,20 @@ class Trainer:
                 obs, reward, done, info = self.env.step(action)
                 ep_return += reward
                 t += 1
+                self._eval_done += 1
+                self.progress.status(f"eval {i + 1}/{episodes} step {t:,}")
+                self._tick("evaluation")
                 if record and frames is not None:
                     frames = self._frame(frames)
             returns.append(ep_return)
             successes.append(info.get("success", 0.0))
+            took = duration(time.perf_counter() - started)
+            self.progress.event(
+                f"eval  | episode {i + 1}/{episodes} | return {ep_return:.1f} | {took}"
+            )
+        self._eval_done = 0
+        self.progress.status("")
+        self.progress.pause()
         if video and frames:
             self.logger.save_video(frames, self._step)
         return {
@@ -311,6 +418,39 @@ class Trainer:
             f"{name} at step {step:,}: checkpoint {path}\n"
             f"resume with: {checkpoint.resume_command(self.logger.run_dir)}"
         )
+
+
+def random_episode(env) -> tuple[dict[str, torch.Tensor], float]:
+    """One episode of random actions, as the replay stores it, and seconds per step."""
+    episode: dict[str, list] = {"obs": [env.reset()], "action": [], "reward": [], "terminated": []}
+    done, started = False, time.perf_counter()
+    while not done:
+        episode["action"].append(env.rand_act())
+        obs, reward, done, info = env.step(episode["action"][-1])
+        episode["obs"].append(obs)
+        episode["reward"].append(reward)
+        episode["terminated"].append(bool(info.get("terminated", False)))
+    seconds = (time.perf_counter() - started) / len(episode["action"])
+    return stack_episode(episode), seconds
+
+
+def stack_episode(episode: dict[str, list]) -> dict[str, torch.Tensor]:
+    """An episode's per-step lists as the tensors `Buffer.add` takes."""
+    return {
+        "obs": torch.stack(episode["obs"]),
+        "action": torch.stack(episode["action"]),
+        "reward": torch.tensor(episode["reward"], dtype=torch.float32),
+        "terminated": torch.tensor(episode["terminated"], dtype=torch.float32),
+    }
+
+
+def seconds_per_call(fn, repeats: int) -> float:
+    """Mean seconds of `fn(1..repeats)` after one warm-up call `fn(0)`."""
+    fn(0)
+    started = time.perf_counter()
+    for i in range(1, repeats + 1):
+        fn(i)
+    return (time.perf_counter() - started) / repeats
 
 
 def published_curves(cfg: DictConfig) -> Path | None:

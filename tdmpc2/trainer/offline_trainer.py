@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import ClassVar
 
 from tdmpc2.trainer.base import Trainer
 
@@ -11,18 +12,21 @@ class OfflineTrainer(Trainer):
     """`steps` gradient updates on a fixed replay buffer, with periodic evaluation."""
 
     log_freq = 500
+    phase_costs: ClassVar[dict[str, tuple[str, ...]]] = {
+        "training": ("update",),
+        "evaluation": ("env", "act"),
+    }
 
     def train(self) -> None:
         cfg = self.cfg
-        bar = self.logger.progress(total=cfg.steps, initial=self._step)
         row_started, row_step = time.time(), self._step
-        with self._catch_signals():
+        with self._running():
             while self._step < cfg.steps and self._signal is None:
                 if self._step % cfg.eval_freq == 0 and not self._evaluate():
                     break
                 self._accumulate(self._agent_update())
                 self._step += 1
-                bar.update(1)
+                self._tick("training")
                 if self._step % self.log_freq == 0 or self._step == cfg.steps:
                     rate = (self._step - row_step) / max(time.time() - row_started, 1e-9)
                     row = {**self.common_metrics(), **self._pop_means(), "steps_per_s": rate}
@@ -30,7 +34,6 @@ class OfflineTrainer(Trainer):
                     row_started, row_step = time.time(), self._step
                 if cfg.save_freq and self._step % cfg.save_freq == 0:
                     self.save_checkpoint()
-            bar.close()
             evaluated = self._signal is None and self._evaluate()
         if not evaluated:
             self._stop_on_signal()
@@ -38,6 +41,15 @@ class OfflineTrainer(Trainer):
         self.finished = True
         path = self.save_checkpoint()
         self.logger.write(f"finished {self._step} updates; checkpoint: {path}")
+
+    def work_left(self) -> dict[str, int]:
+        cfg = self.cfg
+        steps, freq = int(cfg.steps), int(cfg.eval_freq)
+        if self.finished:
+            return {}
+        evals = len(range(-(-self._step // freq) * freq, steps, freq)) + 1  # + the last one
+        eval_steps = evals * int(cfg.eval_episodes) * int(cfg.episode_length) - self._eval_done
+        return {"training": steps - self._step, "evaluation": max(0, eval_steps)}
 
     # ------------------------------------------------------------ checkpoints
     def _buffer_state(self) -> dict:

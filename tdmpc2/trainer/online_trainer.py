@@ -11,7 +11,7 @@ from tdmpc2.agent import TDMPC2
 from tdmpc2.common.buffer import Buffer
 from tdmpc2.common.logger import Logger
 from tdmpc2.common.seed import env_rng_state, set_env_rng_state
-from tdmpc2.trainer.base import Trainer
+from tdmpc2.trainer.base import Trainer, stack_episode
 
 
 class OnlineTrainer(Trainer):
@@ -59,14 +59,7 @@ class OnlineTrainer(Trainer):
     def _close_episode(self, episode: dict[str, list], started: float) -> dict[str, float]:
         """Stores the episode in the buffer and returns its train metrics."""
         n = len(episode["action"])
-        self.buffer.add(
-            {
-                "obs": torch.stack(episode["obs"]),
-                "action": torch.stack(episode["action"]),
-                "reward": torch.tensor(episode["reward"], dtype=torch.float32),
-                "terminated": torch.tensor(episode["terminated"], dtype=torch.float32),
-            }
-        )
+        self.buffer.add(stack_episode(episode))
         self._ep_idx += 1
         return {
             **self.common_metrics(),
@@ -99,15 +92,18 @@ class OnlineTrainer(Trainer):
 
     def _pretrain(self) -> None:
         """Runs what is left of the pretraining burst; a signal pauses it between updates."""
+        total = int(self.cfg.seed_steps)
         while self._pretrain_left and self._signal is None:
             self._accumulate(self.update(1))
             self._pretrain_left -= 1
+            self.progress.pretraining(total - self._pretrain_left, total)
+            self._tick("pretraining")
+        self.progress.status("")
 
     def train(self) -> None:
         cfg = self.cfg
         seed_steps = int(cfg.seed_steps)
-        bar = self.logger.progress(total=cfg.steps, initial=self._step)
-        with self._catch_signals():
+        with self._running():
             while self._step < cfg.steps and self._signal is None:
                 if not self._pretrain_left:  # else: resumed inside the burst
                     if self._episode is None:
@@ -116,22 +112,37 @@ class OnlineTrainer(Trainer):
                                 break
                             self._next_eval = self._step + cfg.eval_freq
                         self._new_episode()
+                    phase = "seeding" if self.seeding else "training"
                     self._env_step()
-                    bar.update(1)
                     if self._step >= seed_steps and len(self.buffer) > 0:
                         if self._pretrained:
                             self._accumulate(self.update(1))
                         else:
                             self.logger.write(f"pretraining: {seed_steps} updates on the seed data")
                             self._pretrained, self._pretrain_left = True, seed_steps
+                    self._tick(phase)
                 self._pretrain()
                 if cfg.save_freq and self._step % cfg.save_freq == 0 and not self._pretrain_left:
                     self.save_checkpoint()
-            bar.close()
             if self._signal is None:
                 self._finish()
         if self._signal is not None:
             self._stop_on_signal()
+
+    def work_left(self) -> dict[str, int]:
+        cfg = self.cfg
+        steps, seed = int(cfg.steps), int(cfg.seed_steps)
+        if self.finished:
+            return {}
+        pretrain = self._pretrain_left if self._pretrained else seed * (steps >= seed)
+        evals = len(range(self._next_eval, steps, int(cfg.eval_freq))) + 1  # + the last one
+        eval_steps = evals * int(cfg.eval_episodes) * int(cfg.episode_length) - self._eval_done
+        return {
+            "seeding": max(0, min(seed, steps) - self._step),
+            "pretraining": pretrain,
+            "training": max(0, steps - max(self._step, seed)),
+            "evaluation": max(0, eval_steps),
+        }
 
     def _finish(self) -> None:
         """The partial last episode goes to replay; a last evaluation and checkpoint."""

@@ -14,7 +14,7 @@ import torch
 
 from tdmpc2.common import checkpoint
 from tdmpc2.common.checkpoint import CheckpointError
-from tdmpc2.common.parser import COUNTS, POSITIVE, ConfigError, parse_cfg
+from tdmpc2.common.parser import COUNTS, NOT_YET, POSITIVE, ConfigError, defaults, parse_cfg
 from tdmpc2.evaluate import evaluate
 from tdmpc2.train import build
 from tests.conftest import ROOT, TINY, compose_cfg
@@ -110,6 +110,55 @@ def test_a_count_below_its_minimum_is_one_error(key):
 def test_a_rate_or_scale_must_be_positive(key):
     with pytest.raises(ConfigError, match=rf"^{key} must be > 0, got 0"):
         parse_cfg(compose_cfg([*TOY, f"{key}=0"]))
+
+
+@pytest.mark.parametrize(
+    "override", ["obs=rgb", "episodic=true", "multitask=true", "task_dim=96", "num_channels=16"]
+)
+def test_a_feature_not_there_yet_fails_instead_of_training_without_it(override):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"^{override}: {re.escape(NOT_YET[key][1])}$"):
+        parse_cfg(compose_cfg([*TOY, override]))
+
+
+def leaves(tree: dict, prefix: str = "") -> list[str]:
+    return [
+        name
+        for key, value in tree.items()
+        for name in (
+            leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [prefix + key]
+        )
+    ]
+
+
+def test_every_config_key_is_read_or_rejected():
+    """A key nothing reads is a silent no-op: each one is read by the code (as `.key` or
+    `"key"`), or is a feature not there yet that fails at start when changed."""
+    source = "\n".join(p.read_text() for p in (ROOT / "tdmpc2").rglob("*.py"))
+    keys = [k for k in leaves(defaults()) if not k.startswith(("hydra.", "defaults"))]
+    unread = [
+        k
+        for k in keys
+        if k not in NOT_YET
+        and not re.search(rf"(\.{k.split('.')[-1]}\b|[\"']{k.split('.')[-1]}[\"'])", source)
+    ]
+    assert len(keys) > 70 and unread == []
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("lr=abc", "lr must be a number, got 'abc'"),
+        ("steps=1.5", "steps must be an integer, got 1.5"),
+        ("save_video=maybe", "save_video must be true or false, got 'maybe'"),
+        ("manager.lr=x", "manager.lr must be a number, got 'x'"),
+        ("manager=3", "manager must be a group of keys, got 3"),
+        ("threads=two", "threads must be auto or a count >= 1, got two"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_one_error(override, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        parse_cfg(compose_cfg([*TOY, override]))
 
 
 def test_unwritable_run_directory(tmp_path):

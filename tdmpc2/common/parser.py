@@ -38,13 +38,21 @@ COUNTS = {
     "mlp_dim": 1,
     "latent_dim": 1,
     "num_enc_layers": 1,
-    "num_channels": 1,
     "simnorm_dim": 1,
     "save_freq": 0,
     "keep_checkpoints": 1,
     "max_nonfinite": 1,
 }
 POSITIVE = ("lr", "discount_denom", "temperature", "min_std", "max_std", "tau")
+# Public TD-MPC2 keys whose features this fork does not have yet: any value but the
+# default fails at start, never silently trains something else.
+NOT_YET = {
+    "obs": ("state", "pixel observations (obs=rgb) are not supported yet; use obs=state"),
+    "episodic": (False, "episodic=true (a termination head) is not supported yet"),
+    "multitask": (False, "multi-task training (multitask=true) is not supported yet"),
+    "task_dim": (0, "task_dim is for multi-task training, which is not supported yet"),
+    "num_channels": (32, "num_channels is for pixel observations, which are not supported yet"),
+}
 
 
 def register_configs() -> None:
@@ -102,10 +110,42 @@ def _check(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def defaults() -> dict:
+    """config.yaml with the Director keys (when present): the types overrides must keep."""
+    cfg = OmegaConf.load(CONFIG_DIR / "config.yaml")
+    director = CONFIG_DIR / "configs" / "director.yaml"
+    if director.is_file():
+        cfg = OmegaConf.merge(cfg, OmegaConf.load(director))
+    return OmegaConf.to_container(cfg)  # `???` (filled in later) stays a string
+
+
+def check_types(cfg: DictConfig, default: dict, prefix: str = "") -> None:
+    """Each value has its default's type (an int where a float is expected is fine), so
+    `lr=abc` fails naming the key instead of deep inside the first update."""
+    for key, expected in default.items():
+        if key in ("defaults", "hydra") or key not in cfg or OmegaConf.is_missing(cfg, key):
+            continue
+        name, value = f"{prefix}{key}", cfg[key]
+        if isinstance(expected, dict):
+            _check(isinstance(value, DictConfig), f"{name} must be a group of keys, got {value!r}")
+            check_types(value, expected, f"{name}.")
+        elif isinstance(expected, bool):
+            _check(isinstance(value, bool), f"{name} must be true or false, got {value!r}")
+        elif isinstance(expected, int | float):
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            whole = isinstance(expected, float) or (number and float(value).is_integer())
+            kind = "a number" if isinstance(expected, float) else "an integer"
+            _check(number and whole, f"{name} must be {kind}, got {value!r}")
+
+
 def parse_cfg(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
     """Validates and completes the config; every mistake becomes a ConfigError."""
     cfg = apply_preset(cfg, overrides or [])
     OmegaConf.set_struct(cfg, False)
+    check_types(cfg, defaults())
+    for key, (default, message) in NOT_YET.items():
+        value = str(cfg[key]).lower() if isinstance(cfg[key], bool) else cfg[key]
+        _check(cfg[key] == default, f"{key}={value}: {message}")
     _check(cfg.model_size in MODEL_SIZE, f"model_size must be one of {sorted(MODEL_SIZE)}")
     for key, value in MODEL_SIZE[cfg.model_size].items():
         if OmegaConf.is_missing(cfg, key):

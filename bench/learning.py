@@ -9,8 +9,10 @@ An agent is `flat`, `director`, or `NAME=key=value,key=value` (Hydra overrides o
 of flat, e.g. `director-g0=trainer=director,worker.goal_coef=0`). Every run of the
 grid shares the same budget and planning settings; each one is a `tdmpc2/train.py`
 process with one torch thread (two threads per process on two cores made each step
-about 5x slower). Runs whose eval.csv already reaches the budget are skipped, so a
-rerun finishes a grid. `--launcher submitit_slurm` sends the same grid through Hydra's
+about 5x slower). Runs whose eval.csv already reaches the budget are skipped, and runs
+stopped by Ctrl-C or SIGTERM to the grid resume from the checkpoint they saved (the same
+results as uninterrupted; a larger --steps trains them longer), so a grid can be
+finished across sittings. `--launcher submitit_slurm` sends the same grid through Hydra's
 launcher instead (one multirun over seeds per task and agent). Each run keeps its final
 checkpoint (ignored by git), which `control` evaluates twice per hierarchical run: with
 the goal term it was trained with and with `worker.goal_coef=0`, the same planner
@@ -22,12 +24,13 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,30 +100,65 @@ def finished(run_dir: Path, steps: int) -> bool:
     return last_step(run_dir) >= steps
 
 
-def train_command(run: Run) -> list[str]:
-    common = ["threads=1", "keep_checkpoints=1", "progress_bar=false", f"exp_name={run.agent}"]
-    return [sys.executable, str(TRAIN), *run.overrides, *common, f"work_dir={run.run_dir}"]
+RUN_KEYS = ["threads=1", "keep_checkpoints=1"]  # may differ on resume; train.log gets progress
+LIVE: set[subprocess.Popen] = set()  # training processes running now
+
+
+def train_command(run: Run, resume: bool = False) -> list[str]:
+    """A fresh run, or the continuation of one stopped with a checkpoint: the same results
+    as an uninterrupted run, or a longer run when the budget grew."""
+    if resume:
+        steps = [o for o in run.overrides if o.startswith("steps=")]
+        return [sys.executable, str(TRAIN), f"resume={run.run_dir}", *steps, *RUN_KEYS]
+    common = [*RUN_KEYS, f"exp_name={run.agent}", f"work_dir={run.run_dir}"]
+    return [sys.executable, str(TRAIN), *run.overrides, *common]
+
+
+def resumable(run_dir: Path) -> bool:
+    return (run_dir / "checkpoint.pt").is_file()
 
 
 def execute(run: Run) -> tuple[Run, int, float]:
-    """One training process; a stale partial run is started again from scratch."""
-    shutil.rmtree(run.run_dir, ignore_errors=True)
-    run.run_dir.mkdir(parents=True)
+    """One training process. A run stopped by a signal left a checkpoint and resumes
+    from it; a partial run without one starts again from scratch."""
+    resume = resumable(run.run_dir)
+    if not resume:
+        shutil.rmtree(run.run_dir, ignore_errors=True)
+        run.run_dir.mkdir(parents=True)
     started = time.time()
-    with open(run.run_dir / "train.log", "w") as log:
-        code = subprocess.call(train_command(run), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    with open(run.run_dir / "train.log", "a" if resume else "w") as log:
+        command = train_command(run, resume)
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        LIVE.add(proc)
+        code = proc.wait()
+        LIVE.discard(proc)
     return run, code, time.time() - started
+
+
+def forward_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM to the grid: each training saves a checkpoint and stops (resumed next time)."""
+    for proc in list(LIVE):
+        proc.send_signal(signal.SIGTERM)
+    raise KeyboardInterrupt
 
 
 def run_grid(args: argparse.Namespace) -> int:
     runs = grid(args)
     todo = [r for r in runs if not finished(r.run_dir, args.steps)]
-    print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} finished, {len(todo)} to run")
+    resumed = sum(resumable(r.run_dir) for r in todo)
+    print(
+        f"{len(runs)} runs in the grid, {len(runs) - len(todo)} finished, {len(todo)} to run"
+        f" ({resumed} resumed from a checkpoint)"
+    )
     if args.launcher:
         return launch_hydra(args, todo)
     failures = 0
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for i, (run, code, wall) in enumerate(pool.map(execute, todo), 1):
+    signal.signal(signal.SIGTERM, forward_sigterm)
+    pool = ThreadPoolExecutor(max_workers=args.jobs)
+    futures = [pool.submit(execute, run) for run in todo]
+    try:
+        for i, future in enumerate(as_completed(futures), 1):
+            run, code, wall = future.result()
             status = "ok" if code == 0 and finished(run.run_dir, args.steps) else f"FAILED ({code})"
             failures += status != "ok"
             print(
@@ -128,6 +166,11 @@ def run_grid(args: argparse.Namespace) -> int:
                 f"in {wall / 60:.1f} min ({run.run_dir / 'train.log'})",
                 flush=True,
             )
+    except KeyboardInterrupt:  # Ctrl-C reached the trainings too: they save and stop
+        pool.shutdown(wait=True, cancel_futures=True)
+        print("stopped: running runs saved a checkpoint; `run` again resumes them", flush=True)
+        return 130
+    pool.shutdown()
     return 1 if failures else 0
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -125,6 +127,30 @@ def test_report_lists_unfinished_runs_apart(grid, tmp_path):
     table = learning.report(tmp_path, None, None)
     assert "| walker-walk | flat | 1 |" in table
     assert "- walker-walk flat seed9: eval at step 150 of 300" in table
+
+
+def test_a_grid_stopped_by_sigterm_resumes_where_it_stopped(tmp_path):
+    command = [sys.executable, "bench/learning.py", "run", "--out", str(tmp_path), *QUICK]
+    command[command.index("director")] = "flat"  # one agent, seed 1: a single run
+    command.remove("flat")
+    runner = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "walker-walk" / "flat" / "seed1"
+    deadline = time.time() + 600
+    while time.time() < deadline and runner.poll() is None:
+        log = (run_dir / "train.log").read_text() if (run_dir / "train.log").is_file() else ""
+        if "training | step" in log:  # past the pretraining burst
+            break
+        time.sleep(0.2)
+    runner.send_signal(signal.SIGTERM)
+    stdout = runner.communicate(timeout=300)[0]
+    assert runner.returncode == 130, stdout
+    assert "stopped: running runs saved a checkpoint" in stdout
+    assert learning.resumable(run_dir) and not learning.finished(run_dir, 300)
+    again = bench("run", "--out", tmp_path, *command[command.index("--agents") :])
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 to run (1 resumed from a checkpoint)" in again.stdout
+    assert learning.finished(run_dir, 300)
+    assert "resuming from" in (run_dir / "train.log").read_text()
 
 
 def test_control_evaluates_each_hierarchy_with_and_without_its_goal_term(grid):

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tdmpc2.common import checkpoint
 from tdmpc2.common.parser import ConfigError, apply_preset
+from tdmpc2.common.threads import ThreadShare
 from tdmpc2.train import build, cli_overrides
 
 EVAL_KEYS = ("eval_episodes", "seed", "save_video", "device", "threads")
@@ -52,7 +53,12 @@ def evaluate(cfg: DictConfig, overrides: list[str]) -> dict[str, float]:
     checkpoint.check(path, payload, trainer.cfg)  # shapes and sizes must fit the rebuilt model
     with checkpoint.reading(path):
         trainer.load_models(payload)
-    results = trainer.eval(video=cfg.save_video)
+    share = ThreadShare(trainer.cfg.threads)  # threads=auto: a fair share beside other runs
+    share.refresh(force=True)
+    try:
+        results = trainer.eval(video=cfg.save_video)
+    finally:
+        share.close()
     control = {k: OmegaConf.select(saved, k) for k in CONTROL_KEYS}
     control = {k: v for k, v in control.items() if v is not None}
     trainer.logger.log({"step": payload["step"], **control, **results}, "eval")

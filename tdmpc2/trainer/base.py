@@ -29,6 +29,7 @@ from tdmpc2.envs import make_env
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 NOT_COPIED = ("cfg", "env", "buffer", "logger", "progress", "_threads", "_snapshot")  # by probes
+PROBE_MAX_PARAMS = 50_000_000  # above this a copy for timing could exhaust GPU memory
 
 
 class Interrupted(Exception):
@@ -136,6 +137,8 @@ class Trainer:
         """Seconds per random environment step, planner call and update, timed on a copy
         of the trainer (models, optimisers, counters) with a scratch replay of one random
         episode, so the run itself, RNG states included, is untouched."""
+        if sum(p.numel() for p in self.agent.model.parameters()) > PROBE_MAX_PARAMS:
+            return {}, ""  # model_size 317: the time left is learned as the run goes
         rng, started = rng_state(), time.perf_counter()
         try:
             cfg = copy.deepcopy(self.cfg)

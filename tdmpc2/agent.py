@@ -133,25 +133,29 @@ class TDMPC2:
     @torch.no_grad()
     def _rollout(
         self, z: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """Discounted reward sum [N, 1] of latent rollouts, their last latents, and the
-        discount after the horizon.
+    ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | float]:
+        """Discounted reward sum [N, 1] of latent rollouts, their last latents, the
+        discount after the horizon, and which rollouts are still alive: on episodic tasks
+        [N, 1], 0 after a predicted termination (no reward or value after it), else 1.
 
         z is [N, latent], or [1, latent] when all N rollouts start from the same latent.
         With a `goal`, the sum also holds the goal term's part inside the horizon.
         """
-        G, discount = 0, 1.0
+        G, discount, alive = 0, 1.0, 1.0
         if goal is not None:
             weight = self._goal_weight()
             goal_discount = float(self.cfg.worker.goal_discount)
         for t in range(self.cfg.horizon):
             z, reward = self.model.step(z, actions[t])
             reward = self.model.two_hot.decode(reward)
-            G = G + discount * reward
+            G = G + discount * alive * reward
             if goal is not None:
-                G = G + weight * (1 - goal_discount) * goal_discount**t * cosine_max(z, goal)
+                similarity = cosine_max(z, goal)
+                G = G + weight * (1 - goal_discount) * goal_discount**t * similarity * alive
+            if self.model.episodic:
+                alive = alive * (self.model.termination(z) <= 0)
             discount *= self.discount
-        return G, z, discount
+        return G, z, discount, alive
 
     def _goal_weight(self) -> torch.Tensor:
         """`goal_coef` in units of the Q range: the goal term weighs the same against the
@@ -177,20 +181,22 @@ class TDMPC2:
         actions: torch.Tensor,
         task: int | None = None,
         goal: torch.Tensor | None = None,
-        prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
+        prefix: tuple | None = None,
     ) -> torch.Tensor:
         """Discounted return of latent rollouts plus the policy's Q at the end: [N, 1].
 
-        `prefix` is (G, last latents) of rows rolled out before, placed ahead of these:
-        the policy prior's trajectories keep their actions through all MPPI iterations
-        and the rollout is deterministic, so only their terminal value is drawn again.
+        `prefix` is the `_rollout` of rows rolled out before, placed ahead of these: the
+        policy prior's trajectories keep their actions through all MPPI iterations and
+        the rollout is deterministic, so only their terminal value is drawn again.
         """
-        G, z, discount = self._rollout(z, actions, goal)
+        G, z, discount, alive = self._rollout(z, actions, goal)
         if prefix is not None:
             G, z = torch.cat([prefix[0], G]), torch.cat([prefix[1], z])
+            if self.model.episodic:
+                alive = torch.cat([prefix[3], alive])
         action = self.model.pi_action(z)
-        value = G + discount * self.model.Q(z, action, return_type="avg")
-        return value if goal is None else value + self._goal_term(z, goal)
+        value = G + discount * alive * self.model.Q(z, action, return_type="avg")
+        return value if goal is None else value + alive * self._goal_term(z, goal)
 
     @torch.no_grad()
     def _plan(
@@ -219,7 +225,7 @@ class TDMPC2:
             mean[:-1] = self._prev_mean[1:]
         # z stays one row: every rollout starts from it (see _rollout). The policy prior's
         # trajectories are rolled out once, not once per iteration.
-        prefix = self._rollout(z, actions[:, :n_pi], goal)[:2] if n_pi > 0 else None
+        prefix = self._rollout(z, actions[:, :n_pi], goal) if n_pi > 0 else None
         sampled = actions[:, n_pi:]
         for _ in range(cfg.iterations):
             noise = torch.randn(H, N - n_pi, A, device=self.device)
@@ -300,6 +306,10 @@ class TDMPC2:
             "reward_loss": reward_loss,
             "value_loss": value_loss,
         }
+        if self.model.episodic:  # did the episode end on arriving at each rolled-out latent?
+            logits = self.model.termination(zs[1:])
+            parts["termination_loss"] = F.binary_cross_entropy_with_logits(logits, terminated)
+            total = total + cfg.termination_coef * parts["termination_loss"]
         return total, parts, zs
 
     def update(self, buffer) -> dict[str, torch.Tensor]:

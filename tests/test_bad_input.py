@@ -113,7 +113,7 @@ def test_a_rate_or_scale_must_be_positive(key):
 
 
 @pytest.mark.parametrize(
-    "override", ["obs=rgb", "episodic=true", "multitask=true", "task_dim=96", "num_channels=16"]
+    "override", ["obs=rgb", "multitask=true", "task_dim=96", "num_channels=16"]
 )
 def test_a_feature_not_there_yet_fails_instead_of_training_without_it(override):
     key = override.split("=")[0]

@@ -394,7 +394,7 @@ def test_value_estimate_equals_the_plain_loop(agent, goal):
 
 @pytest.mark.parametrize("goal", [None, "goal_value"])
 def test_cached_prior_rollouts_give_the_same_values(agent, goal):
-    """The planner rolls the policy prior's trajectories out once: with their (G, z_H)
+    """The planner rolls the policy prior's trajectories out once: with their rollout
     passed as a prefix, the values equal those of rolling out every row each time."""
     if goal and not HAS_DIRECTOR:
         pytest.skip("the Director extension is rolled back")
@@ -403,7 +403,7 @@ def test_cached_prior_rollouts_give_the_same_values(agent, goal):
     goal = goal_setup(agent, goal)
     torch.manual_seed(5)
     full = agent._estimate_value(z, actions, goal=goal)
-    prefix = agent._rollout(z, actions[:, :7], goal)[:2]
+    prefix = agent._rollout(z, actions[:, :7], goal)
     torch.manual_seed(5)  # the same terminal draws (policy noise and Q heads)
     cached = agent._estimate_value(z, actions[:, 7:], goal=goal, prefix=prefix)
     assert cached.shape == (50, 1)

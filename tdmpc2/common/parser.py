@@ -48,7 +48,6 @@ POSITIVE = ("lr", "discount_denom", "temperature", "min_std", "max_std", "tau")
 # default fails at start, never silently trains something else.
 NOT_YET = {
     "obs": ("state", "pixel observations (obs=rgb) are not supported yet; use obs=state"),
-    "episodic": (False, "episodic=true (a termination head) is not supported yet"),
     "multitask": (False, "multi-task training (multitask=true) is not supported yet"),
     "task_dim": (0, "task_dim is for multi-task training, which is not supported yet"),
     "num_channels": (32, "num_channels is for pixel observations, which are not supported yet"),
@@ -143,6 +142,10 @@ def parse_cfg(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig
     cfg = apply_preset(cfg, overrides or [])
     OmegaConf.set_struct(cfg, False)
     check_types(cfg, defaults())
+    _check(
+        cfg.episodic in (None, True, False),
+        f"episodic must be true, false or null (the task's default), got {cfg.episodic!r}",
+    )
     for key, (default, message) in NOT_YET.items():
         value = str(cfg[key]).lower() if isinstance(cfg[key], bool) else cfg[key]
         _check(cfg[key] == default, f"{key}={value}: {message}")

@@ -46,6 +46,10 @@ class WorldModel(nn.Module):
         self._reward = layers.mlp(latent + act, 2 * [mlp_dim], cfg.num_bins)
         self._pi = layers.mlp(latent, 2 * [mlp_dim], 2 * act)
         self._Qs = layers.QEnsemble(cfg.num_q, latent + act, mlp_dim, cfg.num_bins, cfg.dropout)
+        # Episodic tasks: the logit that the episode ended on arriving at latent z.
+        self.episodic = bool(cfg.episodic)
+        if self.episodic:
+            self._termination = layers.mlp(latent, 2 * [mlp_dim], 1)
         self.apply(layers.init_weights)
         # Zero-initialised output layers start reward and value predictions at exactly 0.
         nn.init.zeros_(self._reward[-1].weight)
@@ -74,6 +78,10 @@ class WorldModel(nn.Module):
     def reward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """Reward logits over the two-hot bins."""
         return self._reward(torch.cat([z, a], dim=-1))
+
+    def termination(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits [..., 1] that the episode ended on arriving at z (episodic tasks only)."""
+        return self._termination(z)
 
     def step(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(next(z, a), reward(z, a)) for latents z [N or 1, latent] and actions a [N, action].

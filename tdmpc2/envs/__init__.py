@@ -42,8 +42,9 @@ def _is_unset(cfg: Any, key: str) -> bool:
 def make_env(cfg: Any) -> TensorWrapper:
     """Builds `cfg.task` seeded with `cfg.seed` and records its shapes in `cfg`.
 
-    Sets `obs_shape`, `action_dim` and `episode_length`, and `seed_steps` unless it was
-    given explicitly (an override on the command line wins over the default).
+    Sets `obs_shape`, `action_dim` and `episode_length`, and `seed_steps` and `episodic`
+    unless they were given explicitly (an override on the command line wins over the
+    default; only Gymnasium tasks that end on a fall are episodic by default).
     """
     task, seed = str(cfg.task), int(cfg.seed)
     env = TensorWrapper(_builder(task)(task, seed), seed)
@@ -52,6 +53,8 @@ def make_env(cfg: Any) -> TensorWrapper:
     cfg.episode_length = int(env.max_episode_steps)
     if _is_unset(cfg, "seed_steps"):
         cfg.seed_steps = max(1000, 5 * cfg.episode_length)
+    if _is_unset(cfg, "episodic"):
+        cfg.episodic = gymnasium.terminates(task)
     return env
 
 

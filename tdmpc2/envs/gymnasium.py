@@ -28,6 +28,20 @@ MUJOCO_IDS = (
     "Walker2d-v5",
 )
 TASKS: tuple[str, ...] = tuple(PREFIX + env_id for env_id in MUJOCO_IDS)
+# Tasks whose episodes end when the body falls or the pole drops: `episodic` defaults to
+# true for them (a learned termination), to false for every other task.
+TERMINATING_IDS = (
+    "Ant-v5",
+    "Hopper-v5",
+    "Humanoid-v5",
+    "InvertedDoublePendulum-v5",
+    "InvertedPendulum-v5",
+    "Walker2d-v5",
+)
+
+
+def terminates(name: str) -> bool:
+    return name.startswith(PREFIX) and name[len(PREFIX) :] in TERMINATING_IDS
 
 
 def is_task(name: str) -> bool:

@@ -89,7 +89,7 @@ from tdmpc2.train import trainer_class
 for overrides, expected in [
     (["task=walker-walk"], "OnlineTrainer"),
     (["task=director_walker_walk"], "DirectorTrainer"),
-    (["task=walker-walk", "multitask=true"], "OfflineTrainer"),
+    (["task=walker-walk", "data_dir=/some/replay"], "OfflineTrainer"),
 ]:
     with initialize(config_path=None, version_base="1.3"):
         cfg = parse_cfg(compose("config", overrides=overrides), overrides)

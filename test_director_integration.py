@@ -197,7 +197,7 @@ def test_hydra_overrides_reach_goal_vae_and_manager(tmp_path: Path):
         (["task=director_walker_walk"], "DirectorTrainer"),
         (["task=walker-walk", "trainer=director"], "DirectorTrainer"),
         (["task=director_humanoid_walk"], "DirectorTrainer"),
-        (["task=walker-walk", "multitask=true"], "OfflineTrainer"),
+        (["task=walker-walk", "data_dir=/some/replay"], "OfflineTrainer"),
         (["task=director_walker_walk", "data_dir=/some/replay"], "OfflineTrainer"),
     ],
 )

@@ -331,7 +331,7 @@ def plain_value(agent: TDMPC2, z: torch.Tensor, actions: torch.Tensor, goal=None
     m, cfg = agent.model, agent.cfg
     z = z.expand(actions.shape[1], -1)
     G, discount, V = 0, 1.0, 0
-    gd = cfg.worker.goal_discount
+    gd = cfg.worker.goal_discount if goal is not None else 0.0
 
     def similarity(z):
         dot = (z * goal).sum(-1, keepdim=True)

@@ -152,7 +152,7 @@ def test_target_critics_follow_online_critics_slowly(tiny_cfg):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("steps=0", "steps must be > 0"),
+        ("steps=0", "steps must be >= 1"),
         ("model_size=7", "model_size must be one of"),
         ("num_elites=1000", "num_elites"),
         ("task=director_walkr_walk", "Unknown preset"),

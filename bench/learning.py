@@ -4,6 +4,7 @@
         --seeds 1 2 3 --steps 8000 --eval-freq 2000 --model-size 1 --jobs 2
     python bench/learning.py report        # Markdown table + learning.png from the run folders
     python bench/learning.py control       # goal reach of each hierarchy: trained vs goal_coef=0
+    python bench/learning.py control --goal-coefs 1 10   # ... and at stronger goal weights
 
 An agent is `flat`, `director`, or `NAME=key=value,key=value` (Hydra overrides on top
 of flat, e.g. `director-g0=trainer=director,worker.goal_coef=0`). Every run of the
@@ -208,31 +209,42 @@ def evaluate_run(run_dir: Path, cfg, goal_coef: float, episodes: int) -> dict[st
     return {k: float(v) for k, v in row.items() if v}
 
 
-def control(out: Path, episodes: int, jobs: int) -> str:
-    """Goal reach and return of every finished hierarchical run, as trained and with the
-    goal term off (worker.goal_coef=0): a Markdown table."""
-    todo = []
+def control(out: Path, episodes: int, jobs: int, goal_coefs: Sequence[float] = ()) -> str:
+    """Goal reach and return of every finished hierarchical run, as trained, with the
+    goal term off (worker.goal_coef=0) and at any other `goal_coefs`: a Markdown table.
+
+    A run's evaluations run one after another (they append to the same eval.csv); runs
+    run side by side, `jobs` at a time.
+    """
+    runs = []
     for config in sorted(out.glob("*/*/seed*/config.yaml")):
         run_dir, cfg = config.parent, OmegaConf.load(config)
         trained = float(OmegaConf.select(cfg, "worker.goal_coef", default=0.0) or 0.0)
         hierarchy = cfg.get("trainer") == "director" and trained > 0
         if hierarchy and finished(run_dir, cfg.steps) and (run_dir / "checkpoint.pt").is_file():
-            todo += [(run_dir, cfg, trained), (run_dir, cfg, 0.0)]
-    if not todo:
+            coefs = list(dict.fromkeys([trained, 0.0, *map(float, goal_coefs)]))
+            runs.append((run_dir, cfg, coefs))
+    if not runs:
         raise FileNotFoundError(f"no finished hierarchical run with a checkpoint under {out}")
+
+    def evaluate_all(run: tuple) -> list[dict[str, float]]:
+        run_dir, cfg, coefs = run
+        return [evaluate_run(run_dir, cfg, coef, episodes) for coef in coefs]
+
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(lambda job: evaluate_run(*job, episodes), todo))
+        results = list(pool.map(evaluate_all, runs))
     lines = [
         "| task | agent | seed | goal_coef | eval return | goals reached | goal similarity |",
         "|---|---|---|---|---|---|---|",
     ]
-    for (run_dir, _, coef), r in zip(todo, results, strict=True):
-        lines.append(
-            f"| {run_dir.parents[1].name} | {run_dir.parent.name} | {run_dir.name[4:]} | "
-            f"{coef:g} | "
-            f"{r['episode_reward']:.0f} | {fmt(r.get('goal_reached', math.nan))} | "
-            f"{fmt(r.get('goal_similarity', math.nan))} |"
-        )
+    for (run_dir, _, coefs), rows in zip(runs, results, strict=True):
+        for coef, r in zip(coefs, rows, strict=True):
+            lines.append(
+                f"| {run_dir.parents[1].name} | {run_dir.parent.name} | {run_dir.name[4:]} | "
+                f"{coef:g} | "
+                f"{r['episode_reward']:.0f} | {fmt(r.get('goal_reached', math.nan))} | "
+                f"{fmt(r.get('goal_similarity', math.nan))} |"
+            )
     return "\n".join(lines)
 
 
@@ -399,6 +411,9 @@ def main(argv: list[str] | None = None) -> None:
     ctl = sub.add_parser("control", help="goal reach of each hierarchy, trained vs goal_coef=0")
     ctl.add_argument("--eval-episodes", type=int, default=5)
     ctl.add_argument("--jobs", type=int, default=2)
+    ctl.add_argument(
+        "--goal-coefs", type=float, nargs="*", default=[], help="more goal weights to evaluate"
+    )
     rep = sub.add_parser("report", help="Markdown table and learning.png of the run folders")
     rep.add_argument("--reference", type=Path, default=ROOT.parent / "shared" / "reference")
     rep.add_argument("--png", type=Path, help="default: OUT/learning.png")
@@ -409,7 +424,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.mode in ("run", "control") and args.jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
         if args.mode == "control":
-            print(control(args.out, args.eval_episodes, args.jobs))
+            print(control(args.out, args.eval_episodes, args.jobs, args.goal_coefs))
             return
         if args.mode == "run":
             for spec in args.agents:

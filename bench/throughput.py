@@ -1,6 +1,7 @@
 """Throughput of the real agent on this machine: act, update, steps/s, memory and GFLOP/s.
 
 python bench/throughput.py --task walker-walk --model-size 5 [--agent flat|director|both]
+                           [--obs state|rgb]
                            [--compile|--no-compile] [--threads N] [--quick] [--json PATH]
 python bench/throughput.py --sweep [--threads N] [--json PATH]   # scaling table (markdown)
 
@@ -42,7 +43,7 @@ from omegaconf import DictConfig  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from tdmpc2.train import build  # noqa: E402  (registers the configs)
-from tdmpc2.trainer.base import Trainer  # noqa: E402
+from tdmpc2.trainer.base import Trainer, stack_episode  # noqa: E402
 
 # The public TD-MPC2 on this machine (CUDA calls moved to the CPU, torch 2.13, 2 threads,
 # walker-walk): seconds of act + update per step, as measured for issue 5.
@@ -66,6 +67,20 @@ def mlp_macs(dims: list[int]) -> int:
     return sum(a * b for a, b in itertools.pairwise(dims))
 
 
+def encoder_macs(cfg: DictConfig) -> int:
+    """Per observation: the state MLP, or the pixel encoder's convolutions and projection."""
+    if cfg.obs == "state":
+        hidden = [cfg.enc_dim] * max(cfg.num_enc_layers - 1, 1)
+        return mlp_macs([cfg.obs_shape["state"][0], *hidden, cfg.latent_dim])
+    channels, size, _ = cfg.obs_shape["rgb"]
+    macs = 0
+    for kernel, stride in ((7, 2), (5, 2), (3, 2), (3, 1)):  # layers.PixelEncoder
+        size = (size - kernel) // stride + 1
+        macs += size * size * cfg.num_channels * channels * kernel * kernel
+        channels = cfg.num_channels
+    return macs + channels * size * size * cfg.latent_dim
+
+
 def flop_counts(cfg: DictConfig) -> tuple[float, float]:
     """Matmul FLOPs of one act (MPPI) and one update, as this implementation executes them.
 
@@ -81,7 +96,7 @@ def flop_counts(cfg: DictConfig) -> tuple[float, float]:
     latent's columns).
     """
     L, A, m, bins = cfg.latent_dim, cfg.action_dim, cfg.mlp_dim, cfg.num_bins
-    enc = mlp_macs([cfg.obs_shape["state"][0], *[cfg.enc_dim] * max(cfg.num_enc_layers - 1, 1), L])
+    enc = encoder_macs(cfg)
     dyn = mlp_macs([L + A, m, m, L])
     rew = mlp_macs([L + A, m, m, bins])
     pi = mlp_macs([L, m, m, 2 * A])
@@ -123,6 +138,7 @@ def make_trainer(args: argparse.Namespace, extra: list[str], work_dir: str) -> T
     """The trainer exactly as `python tdmpc2/train.py <overrides>` would build it."""
     overrides = [
         f"task={args.task}",
+        f"obs={args.obs}",
         f"model_size={args.model_size}",
         "device=cpu",
         f"compile={str(args.compile).lower()}",
@@ -158,14 +174,7 @@ def fill_buffer(trainer: Trainer, max_steps: int) -> None:
         episode["action"].append(action)
         episode["reward"].append(reward)
         episode["terminated"].append(float(info.get("terminated", False)))
-    trainer.buffer.add(
-        {
-            "obs": torch.stack(episode["obs"]),
-            "action": torch.stack(episode["action"]),
-            "reward": torch.tensor(episode["reward"], dtype=torch.float32),
-            "terminated": torch.tensor(episode["terminated"], dtype=torch.float32),
-        }
-    )
+    trainer.buffer.add(stack_episode(episode))
     trainer._step = int(trainer.cfg.seed_steps)
 
 
@@ -227,6 +236,7 @@ def summarize(
     flops_act, flops_update = flop_counts(cfg)
     result = {
         "task": str(cfg.task),
+        "obs": str(cfg.obs),
         "model_size": int(cfg.model_size),
         "agent": agent,
         "trainer": type(trainer).__name__,
@@ -253,7 +263,8 @@ def summarize(
         "peak_gflops": peak,
     }
     anchor = ANCHOR.get(result["model_size"])
-    if anchor and result["task"] == "walker-walk" and not args.quick and not args.override:
+    public_setting = result["task"] == "walker-walk" and result["obs"] == "state"
+    if anchor and public_setting and not args.quick and not args.override:
         result["anchor_act_update_s"] = anchor
         result["ratio_to_anchor"] = result["act_update_s"] / anchor
     return result
@@ -298,9 +309,9 @@ def measure_both(args: argparse.Namespace) -> dict:
 # ---------------------------------------------------------------- reports
 def print_result(r: dict) -> None:
     print(
-        f"{r['trainer']} | {r['task']} | model_size {r['model_size']} ({r['params_m']:.2f} M) | "
-        f"compile {r['compile']} | threads {r['threads']} | torch {r['torch']}"
-        + (" | quick" if r["quick"] else "")
+        f"{r['trainer']} | {r['task']} ({r['obs']}) | "
+        f"model_size {r['model_size']} ({r['params_m']:.2f} M) | compile {r['compile']} | "
+        f"threads {r['threads']} | torch {r['torch']}" + (" | quick" if r["quick"] else "")
     )
     rows = [
         ("act (MPPI)", f"{r['act_s']:.4f} s", f"{r['gflop_act']:.1f} GFLOP, {r['gflops_act']:.1f}"),
@@ -348,6 +359,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--task", default="walker-walk")
     p.add_argument("--model-size", type=int, default=5)
+    p.add_argument("--obs", choices=("state", "rgb"), default="state", help="rgb: 64x64 frames")
     p.add_argument(
         "--agent",
         choices=("flat", "director", "both"),

@@ -275,7 +275,7 @@ class TDMPC2:
     def losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict, torch.Tensor]:
         """World-model losses on a batch of subsequences; also returns the rolled-out latents."""
         cfg = self.cfg
-        obs, action = batch["obs"], batch["action"]
+        obs, action = self.model.augment(batch["obs"]), batch["action"]
         reward, terminated = batch["reward"], batch["terminated"]
         with torch.no_grad():
             next_z = self.model.encode(obs[1:])

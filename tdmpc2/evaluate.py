@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from tdmpc2.common import checkpoint
 from tdmpc2.common.parser import ConfigError, apply_preset
 from tdmpc2.common.threads import ThreadShare
+from tdmpc2.envs.wrappers.render import RendererError
 from tdmpc2.train import build, cli_overrides
 
 EVAL_KEYS = ("eval_episodes", "seed", "save_video", "device", "threads")
@@ -70,7 +71,7 @@ def evaluate(cfg: DictConfig, overrides: list[str]) -> dict[str, float]:
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg, cli_overrides())
-    except (ConfigError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, ValueError, FileNotFoundError, RendererError) as err:
         sys.exit(f"error: {err}")
     except KeyboardInterrupt:
         print("interrupted: evaluation not finished", file=sys.stderr)

@@ -34,6 +34,7 @@ from tdmpc2.common.parser import (
 )
 from tdmpc2.common.seed import set_seed
 from tdmpc2.envs import make_env
+from tdmpc2.envs.wrappers.render import RendererError
 from tdmpc2.trainer.base import Trainer
 from tdmpc2.trainer.director_trainer import DirectorTrainer
 from tdmpc2.trainer.offline_trainer import OfflineTrainer
@@ -105,7 +106,7 @@ def main(cfg: DictConfig) -> None:
     by SIGINT (130) or SIGTERM (143) after saving a checkpoint."""
     try:
         trainer = build(cfg, cli_overrides())
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, CheckpointError, ValueError, FileNotFoundError, RendererError) as err:
         sys.exit(f"error: {err}")
     except KeyboardInterrupt:
         print("interrupted while starting: nothing to save", file=sys.stderr)

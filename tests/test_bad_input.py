@@ -113,8 +113,18 @@ def test_a_rate_or_scale_must_be_positive(key):
 
 
 @pytest.mark.parametrize(
-    "override", ["obs=rgb", "multitask=true", "task_dim=96", "num_channels=16"]
+    ("override", "message"),
+    [
+        ("obs=depth", "obs must be state or rgb, got 'depth'"),
+        ("num_channels=16", "num_channels=16: the conv encoder's width, used only with obs=rgb"),
+    ],
 )
+def test_observation_settings_that_do_nothing_fail(override, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        parse_cfg(compose_cfg([*TOY, override]))
+
+
+@pytest.mark.parametrize("override", ["multitask=true", "task_dim=96"])
 def test_a_feature_not_there_yet_fails_instead_of_training_without_it(override):
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=rf"^{override}: {re.escape(NOT_YET[key][1])}$"):

@@ -22,11 +22,11 @@ FIELDS = (
 )
 
 
-def run_quick(tmp_path, agent: str) -> tuple[str, dict]:
+def run_quick(tmp_path, agent: str, *extra: str) -> tuple[str, dict]:
     """Runs the benchmark's quick mode; its stdout and JSON."""
     out = tmp_path / "throughput.json"
     # One thread: two OpenMP threads on a CPU shared with other jobs can stall for seconds.
-    command = [sys.executable, "bench/throughput.py", "--quick", "--agent", agent]
+    command = [sys.executable, "bench/throughput.py", "--quick", "--agent", agent, *extra]
     command += ["--threads", "1", "--json", str(out)]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -54,6 +54,15 @@ def test_quick_benchmark_reports_every_field(tmp_path, agent, trainer):
     stdout, result = run_quick(tmp_path, agent)
     assert "act (MPPI)" in stdout
     check_result(result, agent, trainer)
+
+
+def test_quick_benchmark_of_pixel_observations(tmp_path):
+    extra = ("--obs", "rgb", "--task", "cartpole-swingup", "--model-size", "1")
+    stdout, result = run_quick(tmp_path, "flat", *extra)
+    assert "cartpole-swingup (rgb)" in stdout
+    assert result["obs"] == "rgb" and result["model_size"] == 1
+    for field in FIELDS:
+        assert math.isfinite(result[field]) and result[field] > 0, (field, result[field])
 
 
 def test_both_agents_side_by_side(tmp_path):

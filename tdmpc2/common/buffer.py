@@ -5,10 +5,15 @@ for k < L, the action, reward and termination flag of the step obs_k -> obs_{k+1
 Every slot also records its episode id and its position inside that episode, so
 checking that a start slot begins a valid H-step subsequence takes two lookups and
 sampling cost does not grow with the capacity.
+
+Pixel observations (a stack of the last frames) are stored one frame per slot, as uint8,
+and the stack is rebuilt from the preceding slots of the same episode when sampling:
+a third of the memory of storing every stack.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -18,6 +23,16 @@ from omegaconf import DictConfig
 FORMAT_VERSION = 1
 MAX_REDRAWS = 20  # then fall back to one exact scan of the valid starts
 STORAGE = ("obs", "action", "reward", "terminated", "episode", "index", "has_step")
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel can hand out now without swapping (Linux), else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 class Buffer:
@@ -32,7 +47,11 @@ class Buffer:
         batch_size: int,
         device: torch.device | str = "cpu",
         seed: int | None = None,
+        obs_dtype: torch.dtype = torch.float32,
+        frame_stack: int = 1,
     ) -> None:
+        """`frame_stack` > 1: observations stack that many frames on their first dimension,
+        each slot stores only the newest one."""
         if int(horizon) < 1 or int(capacity) < int(horizon) + 1:
             raise ValueError(f"capacity {capacity} cannot hold a horizon of {horizon} steps")
         self.capacity = int(capacity)
@@ -41,7 +60,12 @@ class Buffer:
         self.horizon = int(horizon)
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
-        self._obs = torch.zeros(self.capacity, *self.obs_shape)
+        self.frame_stack = int(frame_stack)
+        if self.obs_shape[0] % self.frame_stack:
+            raise ValueError(f"obs_shape {self.obs_shape} does not split into {frame_stack} frames")
+        frame_shape = (self.obs_shape[0] // self.frame_stack, *self.obs_shape[1:])
+        self._check_memory(frame_shape, obs_dtype)
+        self._obs = torch.zeros(self.capacity, *frame_shape, dtype=obs_dtype)
         self._action = torch.zeros(self.capacity, self.action_dim)
         self._reward = torch.zeros(self.capacity)
         self._terminated = torch.zeros(self.capacity)
@@ -58,17 +82,36 @@ class Buffer:
         else:
             self._generator.manual_seed(int(seed))
 
+    def _check_memory(self, frame_shape: tuple[int, ...], obs_dtype: torch.dtype) -> None:
+        """Fails before allocating: zeroed pages are handed out lazily, so an oversized
+        buffer would otherwise be killed by the kernel hours into the run."""
+        per_slot = math.prod(frame_shape) * obs_dtype.itemsize + 4 * (self.action_dim + 2) + 17
+        needed, available = self.capacity * per_slot, available_memory()
+        if available is not None and needed > available:
+            raise ValueError(
+                f"a replay buffer of {self.capacity:,} steps needs {needed / 2**30:.1f} GiB "
+                f"({per_slot:,} bytes per step) and {available / 2**30:.1f} GiB is available: "
+                "lower buffer_size"
+            )
+
     @classmethod
     def from_cfg(cls, cfg: DictConfig, capacity: int | None = None) -> Buffer:
-        """A buffer shaped for the run; `capacity` defaults to `buffer_size`."""
+        """A buffer shaped for the run; `capacity` defaults to `buffer_size`.
+
+        Pixels (`obs=rgb`, 3 channels per frame) are kept as uint8 frames.
+        """
+        pixels = cfg.obs == "rgb"
+        obs_shape = tuple(cfg.obs_shape[cfg.obs])
         return cls(
             capacity=cfg.buffer_size if capacity is None else capacity,
-            obs_shape=tuple(cfg.obs_shape["state"]),
+            obs_shape=obs_shape,
             action_dim=cfg.action_dim,
             horizon=cfg.horizon,
             batch_size=cfg.batch_size,
             device=cfg.device,
             seed=cfg.seed,
+            obs_dtype=torch.uint8 if pixels else torch.float32,
+            frame_stack=obs_shape[0] // 3 if pixels else 1,
         )
 
     def __len__(self) -> int:
@@ -97,7 +140,8 @@ class Buffer:
                 )
         slots = (self._ptr + torch.arange(steps + 1)) % self.capacity
         self.num_transitions -= int(self._has_step[slots].sum())  # overwritten steps
-        self._obs[slots] = episode["obs"].detach().float().cpu()
+        newest = episode["obs"][:, -self._obs.shape[1] :]  # the last frame of each stack
+        self._obs[slots] = newest.detach().cpu().to(self._obs.dtype)
         self._action[slots[:-1]] = episode["action"].detach().float().cpu()
         self._reward[slots[:-1]] = episode["reward"].detach().float().cpu()
         self._terminated[slots[:-1]] = episode["terminated"].detach().float().cpu()
@@ -119,11 +163,18 @@ class Buffer:
         Equal ids alone are not enough: when an episode fills almost the whole ring,
         start+H can wrap past its last obs back onto its (older) first slots. The
         position inside the episode must have advanced by exactly H, which also keeps
-        the episode's last obs from starting a step.
+        the episode's last obs from starting a step. A frame stack also needs the frames
+        before `start` that the ring has not yet overwritten.
         """
         end = (start + self.horizon) % self.capacity
-        same = (self._episode[start] >= 0) & (self._episode[start] == self._episode[end])
-        return same & (self._index[end] - self._index[start] == self.horizon)
+        episode, index = self._episode[start], self._index[start]
+        valid = (episode >= 0) & (episode == self._episode[end])
+        valid &= self._index[end] - index == self.horizon
+        if self.frame_stack > 1:  # the stack's oldest frame may have been overwritten
+            back = torch.clamp(index, max=self.frame_stack - 1)
+            first = (start - back) % self.capacity
+            valid &= (self._episode[first] == episode) & (self._index[first] == index - back)
+        return valid
 
     def _draw_starts(self, n: int) -> torch.Tensor:
         """Rejection sampling among filled slots, redrawing only the rejected ones."""
@@ -149,13 +200,25 @@ class Buffer:
         start[bad] = candidates[pick]
         return start
 
+    def _stacked_obs(self, slots: torch.Tensor) -> torch.Tensor:
+        """Observations at `slots` (any shape); a frame stack is rebuilt from the slots
+        before, repeating the episode's first frame as the environment's reset does."""
+        if self.frame_stack == 1:
+            return self._obs[slots]
+        index = self._index[slots]
+        past = [
+            self._obs[(slots - torch.clamp(index, max=k)) % self.capacity]
+            for k in range(self.frame_stack - 1, -1, -1)
+        ]
+        return torch.cat(past, dim=slots.dim())
+
     def sample(self, batch_size: int | None = None) -> dict[str, torch.Tensor]:
         """obs [H+1, B, ...], action [H, B, A], reward [H, B, 1], terminated [H, B, 1]."""
         start = self._draw_starts(batch_size or self.batch_size)
         idx = (start.unsqueeze(0) + torch.arange(self.horizon + 1).unsqueeze(1)) % self.capacity
         step = idx[:-1]
         batch = {
-            "obs": self._obs[idx],
+            "obs": self._stacked_obs(idx),
             "action": self._action[step],
             "reward": self._reward[step].unsqueeze(-1),
             "terminated": self._terminated[step].unsqueeze(-1),
@@ -179,10 +242,10 @@ class Buffer:
         )
         goal = torch.where(same, goal, following)
         batch = {
-            "obs": self._obs[start],
+            "obs": self._stacked_obs(start),
             "action": self._action[start],
-            "next_obs": self._obs[following],
-            "goal_obs": self._obs[goal],
+            "next_obs": self._stacked_obs(following),
+            "goal_obs": self._stacked_obs(goal),
         }
         return {k: v.to(self.device) for k, v in batch.items()}
 
@@ -196,6 +259,7 @@ class Buffer:
             "action_dim": self.action_dim,
             "horizon": self.horizon,
             "batch_size": self.batch_size,
+            "frame_stack": self.frame_stack,
             **{name: getattr(self, f"_{name}") for name in STORAGE},
             "ptr": self._ptr,
             "filled": self._filled,
@@ -258,6 +322,8 @@ class Buffer:
                 horizon or state["horizon"],
                 batch_size or state["batch_size"],
                 device,
+                obs_dtype=state["obs"].dtype,
+                frame_stack=state.get("frame_stack", 1),
             )
             buffer.load_state_dict(state)
         except Exception as err:  # unpickling, missing keys, wrong shapes, ...

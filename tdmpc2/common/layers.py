@@ -296,8 +296,61 @@ class QEnsemble(nn.Module):
 
 
 def init_weights(module: nn.Module) -> None:
-    """Truncated-normal weights and zero biases, as in the public TD-MPC2."""
+    """Truncated-normal linear and orthogonal (ReLU gain) conv weights, zero biases, as in
+    the public TD-MPC2."""
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d):
+        nn.init.orthogonal_(module.weight, nn.init.calculate_gain("relu"))
+    else:
+        return
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
+def random_shift(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Each image [..., C, H, W] shifted by up to `pad` pixels each way, independently
+    (edges replicated): DrQ's augmentation, which keeps a pixel encoder from overfitting."""
+    lead, (c, h, w) = x.shape[:-3], x.shape[-3:]
+    x = x.reshape(-1, c, h, w)
+    n = x.shape[0]
+    padded = F.pad(x.float(), (pad, pad, pad, pad), mode="replicate")
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, n, 1), device=x.device)
+    rows = (dy + torch.arange(h, device=x.device)).view(n, 1, h, 1)
+    cols = (dx + torch.arange(w, device=x.device)).view(n, 1, 1, w)
+    batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+    channel = torch.arange(c, device=x.device).view(1, c, 1, 1)
+    return padded[batch, channel, rows, cols].to(x.dtype).reshape(*lead, c, h, w)
+
+
+class PixelEncoder(nn.Module):
+    """Stacked uint8 frames [..., C, 64, 64] -> latent, as TD-MPC2's conv encoder.
+
+    Four ReLU convolutions (strides 2, 2, 2, 1: 64 -> 4 pixels) read the frames scaled to
+    [-0.5, 0.5] inside the model, so the replay keeps bytes; a NormedLinear with SimNorm
+    maps the features to `latent_dim`, which keeps every model size's latent width.
+    """
+
+    def __init__(
+        self, obs_shape: tuple[int, ...], channels: int, latent_dim: int, simnorm_dim: int
+    ) -> None:
+        super().__init__()
+        c = channels
+        self.convs = nn.Sequential(
+            nn.Conv2d(obs_shape[0], c, 7, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(c, c, 5, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(c, c, 3, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(c, c, 3, stride=1),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            features = self.convs(torch.zeros(1, *obs_shape)).shape[-1]
+        self.out = NormedLinear(features, latent_dim, act=SimNorm(simnorm_dim))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        lead = obs.shape[:-3]
+        x = obs.reshape(-1, *obs.shape[-3:]).float().div_(255).sub_(0.5)
+        return self.out(self.convs(x)).reshape(*lead, -1)

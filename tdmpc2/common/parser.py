@@ -39,6 +39,7 @@ COUNTS = {
     "latent_dim": 1,
     "num_enc_layers": 1,
     "simnorm_dim": 1,
+    "num_channels": 1,
     "save_freq": 0,
     "keep_checkpoints": 1,
     "max_nonfinite": 1,
@@ -47,10 +48,8 @@ POSITIVE = ("lr", "discount_denom", "temperature", "min_std", "max_std", "tau")
 # Public TD-MPC2 keys whose features this fork does not have yet: any value but the
 # default fails at start, never silently trains something else.
 NOT_YET = {
-    "obs": ("state", "pixel observations (obs=rgb) are not supported yet; use obs=state"),
     "multitask": (False, "multi-task training (multitask=true) is not supported yet"),
     "task_dim": (0, "task_dim is for multi-task training, which is not supported yet"),
-    "num_channels": (32, "num_channels is for pixel observations, which are not supported yet"),
 }
 
 
@@ -145,6 +144,11 @@ def parse_cfg(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig
     _check(
         cfg.episodic in (None, True, False),
         f"episodic must be true, false or null (the task's default), got {cfg.episodic!r}",
+    )
+    _check(cfg.obs in ("state", "rgb"), f"obs must be state or rgb, got {cfg.obs!r}")
+    _check(
+        cfg.obs == "rgb" or cfg.num_channels == defaults()["num_channels"],
+        f"num_channels={cfg.num_channels}: the conv encoder's width, used only with obs=rgb",
     )
     for key, (default, message) in NOT_YET.items():
         value = str(cfg[key]).lower() if isinstance(cfg[key], bool) else cfg[key]

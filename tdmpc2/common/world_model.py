@@ -31,15 +31,20 @@ class WorldModel(nn.Module):
 
     def __init__(self, cfg: DictConfig) -> None:
         super().__init__()
-        obs_dim = cfg.obs_shape["state"][0]
         latent, act, mlp_dim = cfg.latent_dim, cfg.action_dim, cfg.mlp_dim
         self.action_dim = act
-        self._encoder = layers.mlp(
-            obs_dim,
-            max(cfg.num_enc_layers - 1, 1) * [cfg.enc_dim],
-            latent,
-            act=layers.SimNorm(cfg.simnorm_dim),
-        )
+        self.pixels = cfg.obs == "rgb"
+        if self.pixels:
+            self._encoder = layers.PixelEncoder(
+                tuple(cfg.obs_shape["rgb"]), cfg.num_channels, latent, cfg.simnorm_dim
+            )
+        else:
+            self._encoder = layers.mlp(
+                cfg.obs_shape["state"][0],
+                max(cfg.num_enc_layers - 1, 1) * [cfg.enc_dim],
+                latent,
+                act=layers.SimNorm(cfg.simnorm_dim),
+            )
         self._dynamics = layers.mlp(
             latent + act, 2 * [mlp_dim], latent, act=layers.SimNorm(cfg.simnorm_dim)
         )
@@ -71,6 +76,11 @@ class WorldModel(nn.Module):
 
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
         return self._encoder(obs)
+
+    def augment(self, obs: torch.Tensor) -> torch.Tensor:
+        """Training batches of pixels get a random shift of up to 3 pixels (DrQ's 4 at
+        84x84, scaled to 64x64); state observations pass unchanged."""
+        return layers.random_shift(obs, pad=3) if self.pixels else obs
 
     def next(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return self._dynamics(torch.cat([z, a], dim=-1))

@@ -14,6 +14,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from tdmpc2.envs import dmcontrol, gymnasium, toy
 from tdmpc2.envs.wrappers import TensorWrapper, TimeLimit
+from tdmpc2.envs.wrappers.pixels import Pixels
 
 # Listed when a task is unknown; raw suite names and any registered gym id also work.
 KNOWN_TASKS: tuple[str, ...] = tuple(sorted({*dmcontrol.TASKS, *gymnasium.TASKS, *toy.TASKS}))
@@ -42,13 +43,17 @@ def _is_unset(cfg: Any, key: str) -> bool:
 def make_env(cfg: Any) -> TensorWrapper:
     """Builds `cfg.task` seeded with `cfg.seed` and records its shapes in `cfg`.
 
-    Sets `obs_shape`, `action_dim` and `episode_length`, and `seed_steps` and `episodic`
-    unless they were given explicitly (an override on the command line wins over the
-    default; only Gymnasium tasks that end on a fall are episodic by default).
+    Sets `obs_shape` (keyed by `obs`: state or rgb), `action_dim` and `episode_length`, and
+    `seed_steps` and `episodic` unless they were given explicitly (an override on the
+    command line wins over the default; only Gymnasium tasks that end on a fall are
+    episodic by default). With `obs=rgb` the task is rendered at 64x64, 3 frames stacked.
     """
     task, seed = str(cfg.task), int(cfg.seed)
-    env = TensorWrapper(_builder(task)(task, seed), seed)
-    cfg.obs_shape = {"state": tuple(env.observation_space.shape)}
+    env = _builder(task)(task, seed)
+    if cfg.obs == "rgb":
+        env = Pixels(env)
+    env = TensorWrapper(env, seed)
+    cfg.obs_shape = {str(cfg.obs): tuple(env.observation_space.shape)}
     cfg.action_dim = int(env.action_space.shape[0])
     cfg.episode_length = int(env.max_episode_steps)
     if _is_unset(cfg, "seed_steps"):

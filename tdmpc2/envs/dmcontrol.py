@@ -10,11 +10,13 @@ written out so that names resolve, and unknown ones fail, without importing dm_c
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from gymnasium import spaces
 
 from tdmpc2.envs.wrappers import ActionRepeat, NumpyEnv, Step, TimeLimit
-from tdmpc2.envs.wrappers.render import mujoco_render_guard
+from tdmpc2.envs.wrappers.render import RENDERER_HINT, RendererError, mujoco_render_guard
 
 ACTION_REPEAT = 2
 EPISODE_LENGTH = 500  # agent steps: the suite's 1000 simulator steps at action repeat 2
@@ -68,7 +70,13 @@ class DMControl:
     """One suite task as a `NumpyEnv`: all observation entries flattened, in order."""
 
     def __init__(self, domain: str, task: str, seed: int) -> None:
-        from dm_control import suite
+        try:
+            from dm_control import suite
+        except (ImportError, AttributeError, RuntimeError) as err:  # it sets up OpenGL on import
+            raise RendererError(
+                f"dm_control cannot load OpenGL (MUJOCO_GL={os.environ.get('MUJOCO_GL')}): "
+                f"{RENDERER_HINT} ({type(err).__name__}: {err})"
+            ) from err
 
         self._env = suite.load(domain, task, task_kwargs={"random": seed})
         self._camera = 2 if domain == "quadruped" else 0

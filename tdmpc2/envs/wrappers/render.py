@@ -1,4 +1,4 @@
-"""Keeps a failed MuJoCo render from taking the process down on the next attempt.
+"""OpenGL failures: one clear error at start, and no crash on a second render attempt.
 
 Without a working OpenGL backend the first MuJoCo render raises, but a second attempt in
 the same process aborts in C++ (uncatchable). After one failure, later renders of any
@@ -11,6 +11,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _first_failure: str | None = None
+RENDERER_HINT = (
+    "install EGL (Debian: libegl1 libgl1-mesa-dri) and set MUJOCO_GL=egl, "
+    "or OSMesa (Debian: libosmesa6) and set MUJOCO_GL=osmesa"
+)
+
+
+class RendererError(RuntimeError):
+    """No usable OpenGL renderer: reported as one line at start."""
 
 
 @contextmanager

@@ -112,9 +112,7 @@ def test_a_rate_or_scale_must_be_positive(key):
         parse_cfg(compose_cfg([*TOY, f"{key}=0"]))
 
 
-@pytest.mark.parametrize(
-    "override", ["obs=rgb", "multitask=true", "task_dim=96", "num_channels=16"]
-)
+@pytest.mark.parametrize("override", ["obs=rgb", "num_channels=16"])
 def test_a_feature_not_there_yet_fails_instead_of_training_without_it(override):
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=rf"^{override}: {re.escape(NOT_YET[key][1])}$"):

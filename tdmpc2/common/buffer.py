@@ -32,6 +32,7 @@ class Buffer:
         batch_size: int,
         device: torch.device | str = "cpu",
         seed: int | None = None,
+        task: str | None = None,
     ) -> None:
         if int(horizon) < 1 or int(capacity) < int(horizon) + 1:
             raise ValueError(f"capacity {capacity} cannot hold a horizon of {horizon} steps")
@@ -41,6 +42,7 @@ class Buffer:
         self.horizon = int(horizon)
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
+        self.task = task  # the task the episodes come from, saved so offline runs can tell
         self._obs = torch.zeros(self.capacity, *self.obs_shape)
         self._action = torch.zeros(self.capacity, self.action_dim)
         self._reward = torch.zeros(self.capacity)
@@ -69,6 +71,7 @@ class Buffer:
             batch_size=cfg.batch_size,
             device=cfg.device,
             seed=cfg.seed,
+            task=str(cfg.task),
         )
 
     def __len__(self) -> int:
@@ -196,6 +199,7 @@ class Buffer:
             "action_dim": self.action_dim,
             "horizon": self.horizon,
             "batch_size": self.batch_size,
+            "task": self.task,
             **{name: getattr(self, f"_{name}") for name in STORAGE},
             "ptr": self._ptr,
             "filled": self._filled,
@@ -229,6 +233,7 @@ class Buffer:
         self.num_episodes = int(state["num_episodes"])
         self.num_transitions = int(state["num_transitions"])
         self._generator.set_state(state["generator"])
+        self.task = state.get("task", self.task)  # files from before it was saved have none
 
     def save(self, path: str | Path) -> None:
         """Atomic write: a crash mid-save never leaves a truncated file behind."""
@@ -251,17 +256,28 @@ class Buffer:
             raise FileNotFoundError(f"replay buffer not found: {path}")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            buffer = cls(
-                state["capacity"],
-                state["obs_shape"],
-                state["action_dim"],
-                horizon or state["horizon"],
-                batch_size or state["batch_size"],
-                device,
-            )
-            buffer.load_state_dict(state)
+            return cls.from_state(state, device, horizon, batch_size)
         except Exception as err:  # unpickling, missing keys, wrong shapes, ...
             raise ValueError(
                 f"{path}: not a replay buffer file ({type(err).__name__}: {err})"
             ) from err
+
+    @classmethod
+    def from_state(
+        cls,
+        state: dict,
+        device: torch.device | str = "cpu",
+        horizon: int | None = None,
+        batch_size: int | None = None,
+    ) -> Buffer:
+        """A buffer holding a `state_dict`; horizon and batch_size default to the saved ones."""
+        buffer = cls(
+            state["capacity"],
+            state["obs_shape"],
+            state["action_dim"],
+            horizon or state["horizon"],
+            batch_size or state["batch_size"],
+            device,
+        )
+        buffer.load_state_dict(state)
         return buffer

@@ -71,7 +71,7 @@ class Buffer:
             batch_size=cfg.batch_size,
             device=cfg.device,
             seed=cfg.seed,
-            task=str(cfg.task),
+            task=cfg.get("task"),
         )
 
     def __len__(self) -> int:

@@ -22,6 +22,7 @@ from tdmpc2.envs import make_env
 from tdmpc2.envs.multitask import TASK_SETS, MultitaskEnv, task_names
 from tdmpc2.train import build
 from tests.conftest import ROOT, TINY, compose_cfg
+from tests.test_resume import assert_runs_equal, resume, signal_on_call, start
 
 ENV = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
 PAIR = "toy-reach,cartpole-swingup"  # action dims 2 and 1, obs 4 and 5, episodes 50 and 500
@@ -340,3 +341,22 @@ def test_unknown_task_in_a_list_on_the_command_line_is_one_error_line(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "error: task=toy-reach,walker-wlak: 1 of its 2 tasks are not available here: walker-wlak"
     ]
+
+
+def test_an_interrupted_multitask_run_resumes_exactly(tmp_path, monkeypatch):
+    """Sampling generators of every replay part and every task's environment come back."""
+    replays = tmp_path / "replays"
+    for i, task in enumerate(("toy-reach", "cartpole-swingup")):
+        buffer = _toy_buffer(*((4, 2) if i == 0 else (5, 1)), seed=i, task=task)
+        replays.mkdir(exist_ok=True)
+        buffer.save(replays / f"{task}.pt")
+    args = [*TINY, f"task='{PAIR}'", f"data_dir={replays}", "steps=30", "eval_freq=1000"]
+    args += ["eval_episodes=1", "save_freq=10", "progress_bar=false", "threads=1"]
+    start(args, tmp_path / "reference").train()
+    trainer = start(args, tmp_path / "run")
+    monkeypatch.setattr(TDMPC2, "update", TDMPC2.update)  # put back after the patch below
+    signal_on_call(trainer.agent, "update", 17)
+    trainer.train()
+    assert trainer._step == 17
+    resume(tmp_path / "run").train()
+    assert_runs_equal(tmp_path / "reference", tmp_path / "run")

@@ -139,6 +139,16 @@ def test_task_embedding_shapes_and_norm_bound(mt_cfg):
     assert not torch.allclose(model.encode(one, task[:1]), model.encode(one, task[1:2]))
 
 
+def test_task_dim_sets_the_embedding_width():
+    args = [*SET, "task_dim=8"]
+    cfg = parse_cfg(compose_cfg(args), args)
+    assert cfg.task_dim == 8
+    cfg.tasks, cfg.action_dims, cfg.episode_lengths = ["a", "b"], [2, 1], [50, 500]
+    cfg.obs_shape, cfg.action_dim, cfg.episode_length = {"state": [5]}, 2, 500
+    model = TDMPC2(cfg).model
+    assert model._task_emb.weight.shape == (2, 8) and model._pi[0].in_features == 32 + 8
+
+
 def test_a_single_task_model_has_no_embedding_and_no_wider_inputs(tiny_cfg):
     model = TDMPC2(tiny_cfg).model
     assert not hasattr(model, "_task_emb") and model._encoder[0].in_features == 5

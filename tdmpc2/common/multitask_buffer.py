@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from tdmpc2.common.buffer import Buffer
+from tdmpc2.common.checkpoint import one_line
 
 PUBLIC_KEYS = ("obs", "action", "reward", "task")
 
@@ -78,11 +79,6 @@ class MultitaskBuffer:
             buffer.load_state_dict({**buffer.state_dict(), "generator": generator})
 
 
-def _one_line(err: Exception) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
-
-
 def _read(path: Path) -> object:
     """A replay file's contents. Ours load as plain tensors; the published data are pickled
     TensorDicts, which only a full unpickle (and the tensordict package) can read."""
@@ -92,7 +88,7 @@ def _read(path: Path) -> object:
         except pickle.UnpicklingError:
             return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
-        raise ValueError(f"{path}: not a readable replay file ({_one_line(err)})") from err
+        raise ValueError(f"{path}: not a readable replay file ({one_line(err)})") from err
 
 
 def load_replays(cfg: DictConfig) -> MultitaskBuffer:
@@ -131,7 +127,7 @@ def _own_replay(path: Path, state: dict, cfg: DictConfig) -> tuple[int, Buffer]:
     try:
         buffer = Buffer.from_state(state, cfg.device, cfg.horizon, cfg.batch_size)
     except Exception as err:
-        raise ValueError(f"{path}: not a usable replay buffer ({_one_line(err)})") from err
+        raise ValueError(f"{path}: not a usable replay buffer ({one_line(err)})") from err
     name = buffer.task
     if name is None and (path.parent / "config.yaml").is_file():
         name = OmegaConf.load(path.parent / "config.yaml").get("task")

@@ -35,8 +35,7 @@ class WorldModel(nn.Module):
         latent, act, mlp_dim = cfg.latent_dim, cfg.action_dim, cfg.mlp_dim
         self.action_dim = act
         # Multi-task: a learned embedding of the task, appended to every network's input.
-        self.multitask = bool(cfg.multitask)
-        task_dim = int(cfg.task_dim) if self.multitask else 0
+        task_dim = int(cfg.task_dim) if cfg.multitask else 0
         self._encoder = layers.mlp(
             obs_dim + task_dim,
             max(cfg.num_enc_layers - 1, 1) * [cfg.enc_dim],
@@ -55,7 +54,7 @@ class WorldModel(nn.Module):
         if self.episodic:
             self._termination = layers.mlp(latent, 2 * [mlp_dim], 1)
         self.apply(layers.init_weights)
-        if self.multitask:
+        if cfg.multitask:
             # max_norm: every row used is rescaled to norm <= 1 when looked up.
             self._task_emb = nn.Embedding(len(cfg.tasks), task_dim, max_norm=1)
             masks = torch.zeros(len(cfg.tasks), act)

@@ -193,12 +193,17 @@ def test_discount_is_per_task(mt_cfg):
         assert float(discount) == pytest.approx(expected[i] ** mt_cfg.horizon)
 
 
-def test_an_update_trains_the_embedding_through_the_world_model_only(mt_cfg):
+@pytest.mark.parametrize("episodic", [False, True])
+def test_an_update_trains_the_embedding_through_the_world_model_only(mt_cfg, episodic):
+    mt_cfg.episodic = episodic  # the termination head reads the embedding too
     agent = TDMPC2(mt_cfg)
+    if episodic:
+        assert agent.model._termination[0].in_features == 32 + 96
     buffer = MultitaskBuffer([(0, _toy_buffer(4, 2, 0)), (1, _toy_buffer(24, 6, 1))], 24, 6, 16)
     before = agent.model._task_emb.weight.detach().clone()
     metrics = agent.update(buffer)
     assert torch.isfinite(metrics["total_loss"]) and float(metrics["nonfinite"]) == 0
+    assert ("termination_loss" in metrics) == episodic
     assert not torch.equal(before, agent.model._task_emb.weight)
     assert agent.model._task_emb.weight.grad is None  # no policy-loss gradient left behind
 

@@ -97,6 +97,15 @@ class TDMPC2:
         self.discount = discount_for(
             cfg.episode_length, cfg.discount_denom, cfg.discount_min, cfg.discount_max
         )
+        if cfg.multitask:  # each task's discount from its own episode length
+            self._discounts = torch.tensor(
+                [
+                    discount_for(L, cfg.discount_denom, cfg.discount_min, cfg.discount_max)
+                    for L in cfg.episode_lengths
+                ],
+                device=self.device,
+            )
+            self._action_dims = torch.tensor(cfg.action_dims, device=self.device).float()
         self._prev_mean = torch.zeros(cfg.horizon, cfg.action_dim, device=self.device)
         self._rho = cfg.rho ** torch.arange(cfg.horizon + 1, device=self.device, dtype=torch.float)
         # Set by a hierarchy: (z, goal) -> [N, 1] in [0, 1], the discounted goal similarity
@@ -125,14 +134,24 @@ class TDMPC2:
         see `_goal_term`.
         """
         obs = obs.to(self.device, non_blocking=True).unsqueeze(0)
+        if task is not None:
+            task = torch.tensor(task, device=self.device)
         if self.cfg.mpc:
             return self._plan(obs, t0=t0, eval_mode=eval_mode, task=task, goal=goal).cpu()
-        mu, pi, _, _ = self.model.pi(self.model.encode(obs))
+        mu, pi, _, _ = self.model.pi(self.model.encode(obs, task), task)
         return (mu if eval_mode else pi)[0].cpu()
+
+    def _gamma(self, task: torch.Tensor | None) -> float | torch.Tensor:
+        """The discount: the run's, or each given task's (shaped like `task`)."""
+        return self.discount if task is None else self._discounts[task]
 
     @torch.no_grad()
     def _rollout(
-        self, z: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor | None = None
+        self,
+        z: torch.Tensor,
+        actions: torch.Tensor,
+        goal: torch.Tensor | None = None,
+        task: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | float]:
         """Discounted reward sum [N, 1] of latent rollouts, their last latents, the
         discount after the horizon, and which rollouts are still alive: on episodic tasks
@@ -141,20 +160,20 @@ class TDMPC2:
         z is [N, latent], or [1, latent] when all N rollouts start from the same latent.
         With a `goal`, the sum also holds the goal term's part inside the horizon.
         """
-        G, discount, alive = 0, 1.0, 1.0
+        G, discount, alive, gamma = 0, 1.0, 1.0, self._gamma(task)
         if goal is not None:
             weight = self._goal_weight()
             goal_discount = float(self.cfg.worker.goal_discount)
         for t in range(self.cfg.horizon):
-            z, reward = self.model.step(z, actions[t])
+            z, reward = self.model.step(z, actions[t], task)
             reward = self.model.two_hot.decode(reward)
             G = G + discount * alive * reward
             if goal is not None:
                 similarity = cosine_max(z, goal)
                 G = G + weight * (1 - goal_discount) * goal_discount**t * similarity * alive
             if self.model.episodic:
-                alive = alive * (self.model.termination(z) <= 0)
-            discount *= self.discount
+                alive = alive * (self.model.termination(z, task) <= 0)
+            discount *= gamma
         return G, z, discount, alive
 
     def _goal_weight(self) -> torch.Tensor:
@@ -189,13 +208,13 @@ class TDMPC2:
         policy prior's trajectories keep their actions through all MPPI iterations and
         the rollout is deterministic, so only their terminal value is drawn again.
         """
-        G, z, discount, alive = self._rollout(z, actions, goal)
+        G, z, discount, alive = self._rollout(z, actions, goal, task)
         if prefix is not None:
             G, z = torch.cat([prefix[0], G]), torch.cat([prefix[1], z])
             if self.model.episodic:
                 alive = torch.cat([prefix[3], alive])
-        action = self.model.pi_action(z)
-        value = G + discount * alive * self.model.Q(z, action, return_type="avg")
+        action = self.model.pi_action(z, task)
+        value = G + discount * alive * self.model.Q(z, action, return_type="avg", task=task)
         return value if goal is None else value + alive * self._goal_term(z, goal)
 
     @torch.no_grad()
@@ -207,17 +226,20 @@ class TDMPC2:
         task: int | None = None,
         goal: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """MPPI over action sequences, seeded with policy-prior rollouts; returns [action_dim]."""
+        """MPPI over action sequences, seeded with policy-prior rollouts; returns [action_dim].
+
+        With a `task` (a 0-dim index), its padded action dimensions stay 0.
+        """
         cfg = self.cfg
-        z = self.model.encode(obs)
+        z = self.model.encode(obs, task)
         H, A, N, n_pi = cfg.horizon, cfg.action_dim, cfg.num_samples, cfg.num_pi_trajs
         actions = torch.empty(H, N, A, device=self.device)
         if n_pi > 0:
             _z = z.expand(n_pi, -1)
             for t in range(H):
-                actions[t, :n_pi] = self.model.pi_action(_z)
+                actions[t, :n_pi] = self.model.pi_action(_z, task)
                 if t < H - 1:
-                    _z = self.model.next(_z, actions[t, :n_pi])
+                    _z = self.model.next(_z, actions[t, :n_pi], task)
 
         mean = torch.zeros(H, A, device=self.device)
         std = torch.full((H, A), float(cfg.max_std), device=self.device)
@@ -225,11 +247,14 @@ class TDMPC2:
             mean[:-1] = self._prev_mean[1:]
         # z stays one row: every rollout starts from it (see _rollout). The policy prior's
         # trajectories are rolled out once, not once per iteration.
-        prefix = self._rollout(z, actions[:, :n_pi], goal) if n_pi > 0 else None
+        prefix = self._rollout(z, actions[:, :n_pi], goal, task) if n_pi > 0 else None
         sampled = actions[:, n_pi:]
+        mask = None if task is None else self.model.action_masks[task]
         for _ in range(cfg.iterations):
             noise = torch.randn(H, N - n_pi, A, device=self.device)
             torch.addcmul(mean.unsqueeze(1), std.unsqueeze(1), noise, out=sampled).clamp_(-1, 1)
+            if mask is not None:
+                sampled.mul_(mask)
             value = self._estimate_value(z, sampled, task, goal, prefix)
             value = value.nan_to_num_(0).squeeze(1)
             elite_value, elite_idxs = torch.topk(value, cfg.num_elites, sorted=False)
@@ -245,28 +270,37 @@ class TDMPC2:
         action = chosen[0]
         if not eval_mode:
             action = action + std[0] * torch.randn(A, device=self.device)
-        return action.clamp(-1, 1)
+        action = action.clamp(-1, 1)
+        return action if mask is None else action * mask
 
     # ---------------------------------------------------------------- learning
     @torch.no_grad()
     def _td_target(
-        self, next_z: torch.Tensor, reward: torch.Tensor, terminated: torch.Tensor
+        self,
+        next_z: torch.Tensor,
+        reward: torch.Tensor,
+        terminated: torch.Tensor,
+        task: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        action = self.model.pi_action(next_z)
-        q = self.model.Q(next_z, action, return_type="min", target=True)
-        return reward + self.discount * (1 - terminated) * q
+        action = self.model.pi_action(next_z, task)
+        q = self.model.Q(next_z, action, return_type="min", target=True, task=task)
+        discount = self.discount if task is None else self._gamma(task).unsqueeze(-1)
+        return reward + discount * (1 - terminated) * q
 
-    def update_pi(self, zs: torch.Tensor) -> torch.Tensor:
+    def update_pi(self, zs: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         """Policy prior step: maximise running-scaled Q plus entropy over all rolled-out latents."""
-        _, pis, log_pis, _ = self.model.pi(zs)
-        qs = self.model.Q(zs, pis, return_type="avg", detach=True)
+        _, pis, log_pis, _ = self.model.pi(zs, task)
+        qs = self.model.Q(zs, pis, return_type="avg", detach=True, task=task)
         self.scale.update(qs[0])
         qs = self.scale(qs)
-        # Entropy scaled by the action dimension, as in the public TD-MPC2.
-        entropy = -log_pis * self.cfg.action_dim
+        # Entropy scaled by the action dimension (each task's own), as in the public TD-MPC2.
+        dims = self.cfg.action_dim if task is None else self._action_dims[task].unsqueeze(-1)
+        entropy = -log_pis * dims
         per_step = (self.cfg.entropy_coef * entropy + qs).mean(dim=(1, 2))
         pi_loss = -(per_step * self._rho[: len(per_step)]).mean()
         pi_loss.backward()
+        if task is not None:  # the embedding learns with the world model, as the encoder does
+            self.model._task_emb.weight.grad = None
         torch.nn.utils.clip_grad_norm_(self.model._pi.parameters(), self.cfg.grad_clip_norm)
         self.pi_optim.step()
         self.pi_optim.zero_grad(set_to_none=True)
@@ -277,23 +311,24 @@ class TDMPC2:
         cfg = self.cfg
         obs, action = self.model.augment(batch["obs"]), batch["action"]
         reward, terminated = batch["reward"], batch["terminated"]
+        task = batch.get("task")  # [B] task indices in multi-task training
         with torch.no_grad():
-            next_z = self.model.encode(obs[1:])
-            td_targets = self._td_target(next_z, reward, terminated)
+            next_z = self.model.encode(obs[1:], task)
+            td_targets = self._td_target(next_z, reward, terminated, task)
 
-        z = self.model.encode(obs[0])
+        z = self.model.encode(obs[0], task)
         zs = [z]
         for t in range(cfg.horizon):
-            z = self.model.next(z, action[t])
+            z = self.model.next(z, action[t], task)
             zs.append(z)
         zs = torch.stack(zs)
         rho = self._rho[: cfg.horizon]
 
         consistency = (F.mse_loss(zs[1:], next_z, reduction="none").mean(dim=(1, 2)) * rho).mean()
         two_hot = self.model.two_hot
-        reward_ce = two_hot.cross_entropy(self.model.reward(zs[:-1], action), reward)
+        reward_ce = two_hot.cross_entropy(self.model.reward(zs[:-1], action, task), reward)
         reward_loss = (reward_ce.mean(dim=(1, 2)) * rho).mean()
-        qs = self.model.Q(zs[:-1], action, return_type="all")
+        qs = self.model.Q(zs[:-1], action, return_type="all", task=task)
         value_ce = two_hot.cross_entropy(qs, td_targets)  # one two-hot target for every head
         value_loss = (value_ce.mean(dim=(0, 2, 3)) * rho).mean()
         total = (
@@ -307,7 +342,7 @@ class TDMPC2:
             "value_loss": value_loss,
         }
         if self.model.episodic:  # did the episode end on arriving at each rolled-out latent?
-            logits = self.model.termination(zs[1:])
+            logits = self.model.termination(zs[1:], task)
             parts["termination_loss"] = F.binary_cross_entropy_with_logits(logits, terminated)
             total = total + cfg.termination_coef * parts["termination_loss"]
         return total, parts, zs
@@ -332,7 +367,7 @@ class TDMPC2:
         )
         self.optim.step()
         self.optim.zero_grad(set_to_none=True)
-        pi_loss = self.update_pi(zs.detach())
+        pi_loss = self.update_pi(zs.detach(), batch.get("task"))
         self.model.soft_update_target_Q(self.cfg.tau)
         self.model.eval()
         metrics = {k: v.detach() for k, v in parts.items()}

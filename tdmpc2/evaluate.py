@@ -23,7 +23,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from tdmpc2.common import checkpoint
-from tdmpc2.common.parser import ConfigError, apply_preset
+from tdmpc2.common.parser import ConfigError, apply_preset, quote_task_list
 from tdmpc2.common.threads import ThreadShare
 from tdmpc2.envs.wrappers.render import RendererError
 from tdmpc2.train import build, cli_overrides
@@ -79,4 +79,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = quote_task_list(sys.argv)
     main()

@@ -25,11 +25,13 @@ from tdmpc2.common import checkpoint
 from tdmpc2.common.buffer import Buffer
 from tdmpc2.common.checkpoint import CheckpointError
 from tdmpc2.common.logger import Logger
+from tdmpc2.common.multitask_buffer import MultitaskBuffer, load_replays
 from tdmpc2.common.parser import (
     ConfigError,
     check_replay,
     make_run_dir,
     parse_cfg,
+    quote_task_list,
     register_configs,
 )
 from tdmpc2.common.seed import set_seed
@@ -54,8 +56,11 @@ def trainer_class(cfg: DictConfig) -> type[Trainer]:
     return OnlineTrainer
 
 
-def replay_buffer(cfg: DictConfig, cls: type[Trainer]) -> Buffer:
-    """The offline trainer reads a saved buffer; online ones start an empty one."""
+def replay_buffer(cfg: DictConfig, cls: type[Trainer]) -> Buffer | MultitaskBuffer:
+    """The offline trainer reads saved replay (all of a task set's files when multi-task);
+    online ones start an empty buffer."""
+    if cfg.multitask:
+        return load_replays(cfg)
     if cls is OfflineTrainer:
         path = Path(str(cfg.data_dir)).expanduser()
         path = path / "buffer.pt" if path.is_dir() else path
@@ -128,4 +133,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = quote_task_list(sys.argv)
     main()

@@ -49,6 +49,7 @@ class Buffer:
         seed: int | None = None,
         obs_dtype: torch.dtype = torch.float32,
         frame_stack: int = 1,
+        task: str | None = None,
     ) -> None:
         """`frame_stack` > 1: observations stack that many frames on their first dimension,
         each slot stores only the newest one."""
@@ -65,6 +66,7 @@ class Buffer:
             raise ValueError(f"obs_shape {self.obs_shape} does not split into {frame_stack} frames")
         frame_shape = (self.obs_shape[0] // self.frame_stack, *self.obs_shape[1:])
         self._check_memory(frame_shape, obs_dtype)
+        self.task = task  # the task the episodes come from, saved so offline runs can tell
         self._obs = torch.zeros(self.capacity, *frame_shape, dtype=obs_dtype)
         self._action = torch.zeros(self.capacity, self.action_dim)
         self._reward = torch.zeros(self.capacity)
@@ -112,6 +114,7 @@ class Buffer:
             seed=cfg.seed,
             obs_dtype=torch.uint8 if pixels else torch.float32,
             frame_stack=obs_shape[0] // 3 if pixels else 1,
+            task=cfg.get("task"),
         )
 
     def __len__(self) -> int:
@@ -260,6 +263,7 @@ class Buffer:
             "horizon": self.horizon,
             "batch_size": self.batch_size,
             "frame_stack": self.frame_stack,
+            "task": self.task,
             **{name: getattr(self, f"_{name}") for name in STORAGE},
             "ptr": self._ptr,
             "filled": self._filled,
@@ -293,6 +297,7 @@ class Buffer:
         self.num_episodes = int(state["num_episodes"])
         self.num_transitions = int(state["num_transitions"])
         self._generator.set_state(state["generator"])
+        self.task = state.get("task", self.task)  # files from before it was saved have none
 
     def save(self, path: str | Path) -> None:
         """Atomic write: a crash mid-save never leaves a truncated file behind."""
@@ -315,19 +320,31 @@ class Buffer:
             raise FileNotFoundError(f"replay buffer not found: {path}")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            buffer = cls(
-                state["capacity"],
-                state["obs_shape"],
-                state["action_dim"],
-                horizon or state["horizon"],
-                batch_size or state["batch_size"],
-                device,
-                obs_dtype=state["obs"].dtype,
-                frame_stack=state.get("frame_stack", 1),
-            )
-            buffer.load_state_dict(state)
+            return cls.from_state(state, device, horizon, batch_size)
         except Exception as err:  # unpickling, missing keys, wrong shapes, ...
             raise ValueError(
                 f"{path}: not a replay buffer file ({type(err).__name__}: {err})"
             ) from err
+
+    @classmethod
+    def from_state(
+        cls,
+        state: dict,
+        device: torch.device | str = "cpu",
+        horizon: int | None = None,
+        batch_size: int | None = None,
+    ) -> Buffer:
+        """A buffer holding a `state_dict`; horizon and batch_size default to the saved ones."""
+        buffer = cls(
+            state["capacity"],
+            state["obs_shape"],
+            state["action_dim"],
+            horizon or state["horizon"],
+            batch_size or state["batch_size"],
+            device,
+            obs_dtype=state["obs"].dtype,
+            frame_stack=state.get("frame_stack", 1),
+            task=state.get("task"),
+        )
+        buffer.load_state_dict(state)
         return buffer

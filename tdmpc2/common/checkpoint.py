@@ -107,7 +107,7 @@ def load(path: str | Path, cfg: DictConfig | None = None) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
         raise CheckpointError(
-            f"{path}: not a readable checkpoint, truncated or corrupt ({_one_line(err)})"
+            f"{path}: not a readable checkpoint, truncated or corrupt ({one_line(err)})"
         ) from err
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(f"{path}: not a checkpoint written by this project")
@@ -131,7 +131,8 @@ def check(path: Path, payload: dict, cfg: DictConfig) -> None:
             raise CheckpointError(f"{path}: {key} is {saved[key]} in the file, {want} here")
 
 
-def _one_line(err: Exception) -> str:
+def one_line(err: Exception) -> str:
+    """An exception as one short line: its type and its message with newlines folded."""
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
 
@@ -144,7 +145,7 @@ def reading(path: Path) -> Iterator[None]:
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from err
     except (KeyError, RuntimeError, TypeError, ValueError, IndexError) as err:
-        raise CheckpointError(f"{path}: does not fit this run ({_one_line(err)})") from err
+        raise CheckpointError(f"{path}: does not fit this run ({one_line(err)})") from err
 
 
 @dataclass

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from tdmpc2.envs.multitask import is_task_set, task_names
 
 CONFIG_DIR = Path(__file__).resolve().parents[1]
 PRESET_DIR = CONFIG_DIR / "configs" / "task"
@@ -45,12 +47,19 @@ COUNTS = {
     "max_nonfinite": 1,
 }
 POSITIVE = ("lr", "discount_denom", "temperature", "min_std", "max_std", "tau")
-# Public TD-MPC2 keys whose features this fork does not have yet: any value but the
-# default fails at start, never silently trains something else.
-NOT_YET = {
-    "multitask": (False, "multi-task training (multitask=true) is not supported yet"),
-    "task_dim": (0, "task_dim is for multi-task training, which is not supported yet"),
-}
+MULTITASK_TASK_DIM = 96  # the public TD-MPC2's task embedding width; task_dim=0 picks it
+
+
+def quote_task_list(argv: list[str]) -> list[str]:
+    """`task=a,b` on a single run's command line names a task set: quoted for Hydra, which
+    otherwise stops asking whether a list, a string or a sweep was meant. With -m it
+    stays a sweep over tasks."""
+    if "-m" in argv or "--multirun" in argv:
+        return argv
+    return [
+        f"task='{a[5:]}'" if a.startswith("task=") and "," in a and a[5] not in "'\"[" else a
+        for a in argv
+    ]
 
 
 def register_configs() -> None:
@@ -138,6 +147,8 @@ def check_types(cfg: DictConfig, default: dict, prefix: str = "") -> None:
 
 def parse_cfg(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
     """Validates and completes the config; every mistake becomes a ConfigError."""
+    if isinstance(cfg.task, ListConfig):  # task=[a,b]: the same set as task=a,b
+        cfg.task = ",".join(str(t) for t in cfg.task)
     cfg = apply_preset(cfg, overrides or [])
     OmegaConf.set_struct(cfg, False)
     check_types(cfg, defaults())
@@ -150,9 +161,7 @@ def parse_cfg(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig
         cfg.obs == "rgb" or cfg.num_channels == defaults()["num_channels"],
         f"num_channels={cfg.num_channels}: the conv encoder's width, used only with obs=rgb",
     )
-    for key, (default, message) in NOT_YET.items():
-        value = str(cfg[key]).lower() if isinstance(cfg[key], bool) else cfg[key]
-        _check(cfg[key] == default, f"{key}={value}: {message}")
+    check_multitask(cfg)
     _check(cfg.model_size in MODEL_SIZE, f"model_size must be one of {sorted(MODEL_SIZE)}")
     for key, value in MODEL_SIZE[cfg.model_size].items():
         if OmegaConf.is_missing(cfg, key):
@@ -186,6 +195,44 @@ def parse_cfg(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig
     if threads != "auto":
         torch.set_num_threads(int(threads))
     return cfg
+
+
+def check_multitask(cfg: DictConfig) -> None:
+    """A task set (mt30, mt80 or a comma list) turns multi-task training on, as in the public
+    TD-MPC2; multitask and task_dim fail on a single task instead of doing nothing."""
+    task = str(cfg.task)
+    if is_task_set(task):
+        cfg.multitask = True
+    multitask = "multi-task training"
+    if not cfg.multitask:
+        _check(
+            cfg.task_dim == 0,
+            f"task_dim={cfg.task_dim}: the task embedding is for {multitask} "
+            "(task=mt30, mt80 or a comma list of tasks)",
+        )
+        return
+    _check(
+        is_task_set(task),
+        f"multitask=true needs a task set (task=mt30, mt80 or a comma list such as "
+        f"cartpole-swingup,walker-walk), got task={task}",
+    )
+    try:
+        task_names(task)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    low = f"task_dim must be >= 0 (0 picks {MULTITASK_TASK_DIM}), got {cfg.task_dim}"
+    _check(cfg.task_dim >= 0, low)
+    cfg.task_dim = cfg.task_dim or MULTITASK_TASK_DIM
+    _check(cfg.obs == "state", f"obs={cfg.obs}: {multitask} takes state observations only")
+    _check(
+        cfg.trainer == "online",
+        f"trainer={cfg.trainer}: the hierarchy does not support {multitask}; "
+        "train the task set with the flat agent",
+    )
+    _check(
+        bool(cfg.data_dir),
+        f"{multitask} is offline: pass data_dir=FOLDER holding replay files of the set's tasks",
+    )
 
 
 def check_replay(cfg: DictConfig) -> None:

@@ -53,6 +53,9 @@ def _env_generators(env: Any, path: str = "") -> dict[str, Any]:
             found[f"{path}{name}"] = value
         elif name in ENV_LINKS and hasattr(value, "__dict__"):
             found.update(_env_generators(value, f"{path}{name}."))
+        elif name == "envs":  # a task set's environments (MultitaskEnv)
+            for i, env_i in enumerate(value):
+                found.update(_env_generators(env_i, f"{path}{name}.{i}."))
     return found
 
 

@@ -33,20 +33,23 @@ class WorldModel(nn.Module):
         super().__init__()
         latent, act, mlp_dim = cfg.latent_dim, cfg.action_dim, cfg.mlp_dim
         self.action_dim = act
-        self.pixels = cfg.obs == "rgb"
+        # Multi-task: a learned embedding of the task, appended to every network's input.
+        task_dim = int(cfg.task_dim) if cfg.multitask else 0
+        self.pixels = cfg.obs == "rgb"  # multi-task runs are state-only (parser.check_multitask)
         if self.pixels:
             self._encoder = layers.PixelEncoder(
                 tuple(cfg.obs_shape["rgb"]), cfg.num_channels, latent, cfg.simnorm_dim
             )
         else:
             self._encoder = layers.mlp(
-                cfg.obs_shape["state"][0],
+                cfg.obs_shape["state"][0] + task_dim,
                 max(cfg.num_enc_layers - 1, 1) * [cfg.enc_dim],
                 latent,
                 act=layers.SimNorm(cfg.simnorm_dim),
             )
+        latent += task_dim  # what the heads read: [z, task embedding]
         self._dynamics = layers.mlp(
-            latent + act, 2 * [mlp_dim], latent, act=layers.SimNorm(cfg.simnorm_dim)
+            latent + act, 2 * [mlp_dim], cfg.latent_dim, act=layers.SimNorm(cfg.simnorm_dim)
         )
         self._reward = layers.mlp(latent + act, 2 * [mlp_dim], cfg.num_bins)
         self._pi = layers.mlp(latent, 2 * [mlp_dim], 2 * act)
@@ -56,6 +59,14 @@ class WorldModel(nn.Module):
         if self.episodic:
             self._termination = layers.mlp(latent, 2 * [mlp_dim], 1)
         self.apply(layers.init_weights)
+        if cfg.multitask:
+            # max_norm: every row used is rescaled to norm <= 1 when looked up.
+            self._task_emb = nn.Embedding(len(cfg.tasks), task_dim, max_norm=1)
+            masks = torch.zeros(len(cfg.tasks), act)
+            for i, dims in enumerate(cfg.action_dims):
+                masks[i, :dims] = 1
+            # 1 in each task's own action dimensions, 0 in the padding.
+            self.register_buffer("action_masks", masks)
         # Zero-initialised output layers start reward and value predictions at exactly 0.
         nn.init.zeros_(self._reward[-1].weight)
         nn.init.zeros_(self._Qs.weights[-1])
@@ -74,31 +85,49 @@ class WorldModel(nn.Module):
         """Polyak averaging of the target critics."""
         torch._foreach_lerp_(list(self._target_Qs.parameters()), list(self._Qs.parameters()), tau)
 
-    def encode(self, obs: torch.Tensor) -> torch.Tensor:
-        return self._encoder(obs)
+    def task_emb(self, x: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        """[x, embedding of task]; x itself when there is no task (a single-task run).
+
+        `task` holds task indices broadcastable to x's leading dimensions: a 0-dim tensor
+        (planning) or one index per batch row [B] (training, x [..., B, features]).
+        """
+        if task is None:
+            return x
+        emb = self._task_emb(task)
+        return torch.cat([x, emb.expand(*x.shape[:-1], -1)], dim=-1)
+
+    def encode(self, obs: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        return self._encoder(self.task_emb(obs, task))
 
     def augment(self, obs: torch.Tensor) -> torch.Tensor:
         """Training batches of pixels get a random shift of up to 3 pixels (DrQ's 4 at
         84x84, scaled to 64x64); state observations pass unchanged."""
         return layers.random_shift(obs, pad=3) if self.pixels else obs
 
-    def next(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        return self._dynamics(torch.cat([z, a], dim=-1))
+    def next(
+        self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self._dynamics(torch.cat([self.task_emb(z, task), a], dim=-1))
 
-    def reward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    def reward(
+        self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Reward logits over the two-hot bins."""
-        return self._reward(torch.cat([z, a], dim=-1))
+        return self._reward(torch.cat([self.task_emb(z, task), a], dim=-1))
 
-    def termination(self, z: torch.Tensor) -> torch.Tensor:
+    def termination(self, z: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [..., 1] that the episode ended on arriving at z (episodic tasks only)."""
-        return self._termination(z)
+        return self._termination(self.task_emb(z, task))
 
-    def step(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(
+        self, z: torch.Tensor, a: torch.Tensor, task: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(next(z, a), reward(z, a)) for latents z [N or 1, latent] and actions a [N, action].
 
         A one-row z is shared by all N actions (the planner's first step): its share of
         both input layers is computed once instead of N times.
         """
+        z = self.task_emb(z, task)
         # Iterators, not slices: slicing a Sequential builds a new module on every call.
         dynamics, reward_head = iter(self._dynamics), iter(self._reward)
         first_dynamics, first_reward = next(dynamics), next(reward_head)
@@ -114,20 +143,30 @@ class WorldModel(nn.Module):
             reward = layer(reward)
         return next_z, reward
 
-    def pi(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Samples the tanh-Gaussian policy prior: (mean, action, log-prob, log-std)."""
-        mu, log_std = self._pi(z).chunk(2, dim=-1)
+    def pi(
+        self, z: torch.Tensor, task: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Samples the tanh-Gaussian policy prior: (mean, action, log-prob, log-std).
+
+        With a task, mean, noise and log-std are zero in its padded action dimensions, so
+        its actions are 0 there and the log-prob changes by a constant only.
+        """
+        mu, log_std = self._pi(self.task_emb(z, task)).chunk(2, dim=-1)
         log_std = self.log_std_min + 0.5 * self.log_std_dif * (torch.tanh(log_std) + 1)
         eps = torch.randn_like(mu)
+        if task is not None:
+            mask = self.action_masks[task]
+            mu, log_std, eps = mu * mask, log_std * mask, eps * mask
         log_pi = gaussian_logprob(eps, log_std)
         mu, action, log_pi = squash(mu, mu + eps * log_std.exp(), log_pi)
         return mu, action, log_pi, log_std
 
-    def pi_action(self, z: torch.Tensor) -> torch.Tensor:
+    def pi_action(self, z: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         """The action of `pi(z)` (the same random draw) without its log-probability."""
-        mu, log_std = self._pi(z).chunk(2, dim=-1)
+        mu, log_std = self._pi(self.task_emb(z, task)).chunk(2, dim=-1)
         log_std = torch.tanh(log_std).add_(1).mul_(0.5 * self.log_std_dif).add_(self.log_std_min)
-        return torch.addcmul(mu, torch.randn_like(mu), log_std.exp_()).tanh_()
+        action = torch.addcmul(mu, torch.randn_like(mu), log_std.exp_()).tanh_()
+        return action if task is None else action.mul_(self.action_masks[task])
 
     def Q(
         self,
@@ -136,6 +175,7 @@ class WorldModel(nn.Module):
         return_type: str = "min",
         target: bool = False,
         detach: bool = False,
+        task: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Q-values.
 
@@ -146,6 +186,7 @@ class WorldModel(nn.Module):
         freezes the critics: only d/d action is computed.
         """
         qnet = self._target_Qs if target else self._Qs
+        z = self.task_emb(z, task)
         heads = None  # all heads; with num_q == 2 these are the two chosen ones in some order
         if return_type != "all" and qnet.num_q > 2:
             heads = two_heads(qnet.num_q, z.device)

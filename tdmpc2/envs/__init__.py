@@ -13,6 +13,7 @@ from typing import Any
 from omegaconf.errors import MissingMandatoryValue
 
 from tdmpc2.envs import dmcontrol, gymnasium, toy
+from tdmpc2.envs.multitask import MultitaskEnv, task_names
 from tdmpc2.envs.wrappers import TensorWrapper, TimeLimit
 from tdmpc2.envs.wrappers.pixels import Pixels
 
@@ -40,7 +41,7 @@ def _is_unset(cfg: Any, key: str) -> bool:
         return True
 
 
-def make_env(cfg: Any) -> TensorWrapper:
+def make_env(cfg: Any) -> TensorWrapper | MultitaskEnv:
     """Builds `cfg.task` seeded with `cfg.seed` and records its shapes in `cfg`.
 
     Sets `obs_shape` (keyed by `obs`: state or rgb), `action_dim` and `episode_length`, and
@@ -48,6 +49,8 @@ def make_env(cfg: Any) -> TensorWrapper:
     command line wins over the default; only Gymnasium tasks that end on a fall are
     episodic by default). With `obs=rgb` the task is rendered at 64x64, 3 frames stacked.
     """
+    if cfg.get("multitask"):
+        return _make_multitask_env(cfg)
     task, seed = str(cfg.task), int(cfg.seed)
     env = _builder(task)(task, seed)
     if cfg.obs == "rgb":
@@ -60,6 +63,36 @@ def make_env(cfg: Any) -> TensorWrapper:
         cfg.seed_steps = max(1000, 5 * cfg.episode_length)
     if _is_unset(cfg, "episodic"):
         cfg.episodic = gymnasium.terminates(task)
+    return env
+
+
+def _make_multitask_env(cfg: Any) -> MultitaskEnv:
+    """Every task of the set; `obs_shape`, `action_dim` and `episode_length` are the
+    largest of the set, and `tasks`, `action_dims`, `episode_lengths` list them per task."""
+    names, seed = task_names(str(cfg.task)), int(cfg.seed)
+    unknown = []
+    for name in names:
+        try:
+            _builder(name)
+        except ValueError:
+            unknown.append(name)
+    if unknown:
+        raise ValueError(
+            f"task={cfg.task}: {len(unknown)} of its {len(names)} tasks are not available "
+            f"here: {', '.join(unknown)}"
+        )
+    env = MultitaskEnv([TensorWrapper(_builder(n)(n, seed), seed) for n in names])
+    cfg.tasks = names
+    cfg.obs_shape = {"state": (env.obs_dim,)}
+    cfg.action_dim = env.action_dim
+    cfg.obs_dims = env.obs_dims
+    cfg.action_dims = env.action_dims
+    cfg.episode_lengths = env.episode_lengths
+    cfg.episode_length = max(env.episode_lengths)
+    if _is_unset(cfg, "seed_steps"):
+        cfg.seed_steps = max(1000, 5 * cfg.episode_length)
+    if _is_unset(cfg, "episodic"):
+        cfg.episodic = any(gymnasium.terminates(name) for name in names)
     return env
 
 

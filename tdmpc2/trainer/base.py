@@ -180,7 +180,8 @@ class Trainer:
         """The acting policy at step `t` of an episode; random while seeding."""
         if not eval_mode and self.seeding:
             return self.env.rand_act()
-        return self.agent.act(obs, t0=t == 0, eval_mode=eval_mode)
+        task = self.env.task if self.cfg.multitask else None
+        return self.agent.act(obs, t0=t == 0, eval_mode=eval_mode, task=task)
 
     # ------------------------------------------------------------ evaluation
     def eval(self, episodes: int | None = None, video: bool = False) -> dict[str, float]:

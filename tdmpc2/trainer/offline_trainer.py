@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
+import numpy as np
+
 from tdmpc2.trainer.base import Trainer
 
 
@@ -42,13 +44,28 @@ class OfflineTrainer(Trainer):
         path = self.save_checkpoint()
         self.logger.write(f"finished {self._step} updates; checkpoint: {path}")
 
+    def eval(self, episodes: int | None = None, video: bool = False) -> dict[str, float]:
+        """Multi-task: every task of the set in turn, `episode_reward+<task>` for each and
+        their mean as `episode_reward` (the same for success); video of the first task."""
+        if not self.cfg.multitask:
+            return super().eval(episodes, video)
+        per_task = []
+        for task in range(len(self.cfg.tasks)):
+            self.env.task = task
+            per_task.append(super().eval(episodes, video and task == 0))
+        results = {k: float(np.mean([r[k] for r in per_task])) for k in per_task[0]}
+        for name, task_results in zip(self.cfg.tasks, per_task, strict=True):
+            results.update({f"{k}+{name}": v for k, v in task_results.items()})
+        return results
+
     def work_left(self) -> dict[str, int]:
         cfg = self.cfg
         steps, freq = int(cfg.steps), int(cfg.eval_freq)
         if self.finished:
             return {}
         evals = len(range(-(-self._step // freq) * freq, steps, freq)) + 1  # + the last one
-        eval_steps = evals * int(cfg.eval_episodes) * int(cfg.episode_length) - self._eval_done
+        lengths = cfg.episode_lengths if cfg.multitask else [cfg.episode_length]
+        eval_steps = evals * int(cfg.eval_episodes) * sum(lengths) - self._eval_done
         return {"training": steps - self._step, "evaluation": max(0, eval_steps)}
 
     # ------------------------------------------------------------ checkpoints

@@ -188,6 +188,7 @@ def test_from_cfg():
     cfg = OmegaConf.create(
         {
             "buffer_size": 50,
+            "obs": "state",
             "obs_shape": {"state": [2]},
             "action_dim": 2,
             "horizon": H,

@@ -156,11 +156,6 @@ def parse_cfg(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig
         cfg.episodic in (None, True, False),
         f"episodic must be true, false or null (the task's default), got {cfg.episodic!r}",
     )
-    _check(cfg.obs in ("state", "rgb"), f"obs must be state or rgb, got {cfg.obs!r}")
-    _check(
-        cfg.obs == "rgb" or cfg.num_channels == defaults()["num_channels"],
-        f"num_channels={cfg.num_channels}: the conv encoder's width, used only with obs=rgb",
-    )
     check_multitask(cfg)
     _check(cfg.model_size in MODEL_SIZE, f"model_size must be one of {sorted(MODEL_SIZE)}")
     for key, value in MODEL_SIZE[cfg.model_size].items():
@@ -170,6 +165,11 @@ def parse_cfg(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig
         _check(int(cfg[key]) >= low, f"{key} must be >= {low}, got {cfg[key]}")
     for key in POSITIVE:
         _check(float(cfg[key]) > 0, f"{key} must be > 0, got {cfg[key]}")
+    _check(cfg.obs in ("state", "rgb"), f"obs must be state or rgb, got {cfg.obs!r}")
+    _check(
+        cfg.obs == "rgb" or cfg.num_channels == defaults()["num_channels"],
+        f"num_channels={cfg.num_channels}: the conv encoder's width, used only with obs=rgb",
+    )
     _check(
         cfg.min_std <= cfg.max_std, f"min_std ({cfg.min_std}) must be <= max_std ({cfg.max_std})"
     )

@@ -38,7 +38,7 @@ def evaluate(cfg: DictConfig, overrides: list[str]) -> dict[str, float]:
     path = checkpoint.resolve_path(cfg.checkpoint)
     payload = checkpoint.load(path)
     task = apply_preset(cfg, overrides).task
-    saved = OmegaConf.create(payload["cfg"])
+    saved = checkpoint.saved_config(payload)
     if saved.task != task:
         raise checkpoint.CheckpointError(f"{path}: trained on task {saved.task}, not {task}")
     for key in EVAL_KEYS:

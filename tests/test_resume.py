@@ -246,6 +246,16 @@ def test_checkpoints_rotate_and_the_latest_is_found(toy_reference):
     assert 0 <= results["episode_reward"] <= 50
 
 
+def test_a_checkpoint_saved_before_a_config_key_existed_still_evaluates(toy_reference, tmp_path):
+    payload = checkpoint.load(toy_reference)
+    del payload["cfg"]["reference_dir"]  # a key added to config.yaml after the run
+    old = tmp_path / "checkpoint.pt"
+    torch.save(payload, old)
+    assert checkpoint.saved_config(payload).reference_dir is None
+    args = [f"checkpoint={old}", "task=toy-reach", "eval_episodes=1"]
+    assert 0 <= evaluate(compose_cfg(args), args)["episode_reward"] <= 50
+
+
 def test_a_finished_run_resumes_only_with_more_steps(toy_reference, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(toy_reference, run_dir)

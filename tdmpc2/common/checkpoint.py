@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from tdmpc2.common.parser import ConfigError, apply_preset
+from tdmpc2.common.parser import ConfigError, apply_preset, defaults
 
 FORMAT_VERSION = 2  # 2: full resume state (loop, buffer, environment, logs)
 LATEST = "checkpoint.pt"
@@ -157,6 +157,17 @@ class ResumePoint:
     cfg: DictConfig
 
 
+def saved_config(payload: dict) -> DictConfig:
+    """The run's config from its checkpoint; keys added to config.yaml since it was saved
+    take their defaults, so older checkpoints still resume and evaluate."""
+    added = {
+        key: value
+        for key, value in defaults().items()
+        if key not in payload["cfg"] and key not in ("defaults", "hydra") and value != "???"
+    }
+    return OmegaConf.merge(OmegaConf.create(added), OmegaConf.create(payload["cfg"]))
+
+
 def resume_point(cfg: DictConfig, overrides: list[str]) -> ResumePoint:
     """The checkpoint `cfg.resume` names and the saved config a resumed run uses.
 
@@ -165,7 +176,7 @@ def resume_point(cfg: DictConfig, overrides: list[str]) -> ResumePoint:
     """
     path = resolve_path(cfg.resume)
     payload = load(path)
-    saved = OmegaConf.create(payload["cfg"])
+    saved = saved_config(payload)
     requested = apply_preset(cfg, overrides)
     for override in overrides:
         key = override.lstrip("+~").split("=", 1)[0]

@@ -79,8 +79,11 @@ def test_auto_threads_share_the_cores_with_live_runs(tmp_path, sleepers):
     fixed.close()
 
 
-def train(*args: str) -> subprocess.CompletedProcess:
+def train(*args: str, tmpdir: Path | None = None) -> subprocess.CompletedProcess:
+    """`tmpdir` gives the run its own registry of runs (TMPDIR), blind to any others."""
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
     command = [sys.executable, "tdmpc2/train.py", *args]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
 
@@ -122,6 +125,7 @@ def test_auto_threads_under_a_hydra_multirun(tmp_path):
         "eval_episodes=1",
         "threads=auto",
         f"work_dir={tmp_path}/seed${{seed}}",
+        tmpdir=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     threads = [line for line in proc.stdout.splitlines() if line.startswith("threads: ")]

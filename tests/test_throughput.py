@@ -57,7 +57,7 @@ def test_quick_benchmark_reports_every_field(tmp_path, agent, trainer):
 
 
 def test_quick_benchmark_of_pixel_observations(tmp_path):
-    extra = ("--obs", "rgb", "--task", "cartpole-swingup", "--model-size", "1")
+    extra = ("--obs", "rgb", "--task", "cartpole-swingup", "--model-size", "1", "batch_size=32")
     stdout, result = run_quick(tmp_path, "flat", *extra)
     assert "cartpole-swingup (rgb)" in stdout
     assert result["obs"] == "rgb" and result["model_size"] == 1

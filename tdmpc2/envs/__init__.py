@@ -52,11 +52,12 @@ def make_env(cfg: Any) -> TensorWrapper | MultitaskEnv:
     if cfg.get("multitask"):
         return _make_multitask_env(cfg)
     task, seed = str(cfg.task), int(cfg.seed)
+    obs = str(cfg.get("obs") or "state")
     env = _builder(task)(task, seed)
-    if cfg.obs == "rgb":
+    if obs == "rgb":
         env = Pixels(env)
     env = TensorWrapper(env, seed)
-    cfg.obs_shape = {str(cfg.obs): tuple(env.observation_space.shape)}
+    cfg.obs_shape = {obs: tuple(env.observation_space.shape)}
     cfg.action_dim = int(env.action_space.shape[0])
     cfg.episode_length = int(env.max_episode_steps)
     if _is_unset(cfg, "seed_steps"):

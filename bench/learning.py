@@ -23,6 +23,7 @@ without goals, so the share of goals reached has a baseline.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shutil
 import signal
@@ -326,14 +327,38 @@ def collect(out: Path) -> tuple[dict[tuple[str, str], list[dict]], list[str]]:
     return table, unfinished
 
 
+def random_return(out: Path, task: str, episodes: int = 10) -> float:
+    """Mean return of uniformly random actions (seed 0), the floor every curve must clear;
+    cached in OUT/<task>/random.json. Observations do not matter: state is used."""
+    cache = out / task / "random.json"
+    if cache.is_file():
+        return float(json.loads(cache.read_text())["return"])
+    from tdmpc2.envs import make_env
+
+    env = make_env(OmegaConf.create({"task": task, "seed": 0, "obs": "state"}))
+    returns = []
+    for _ in range(episodes):
+        env.reset()
+        total, done = 0.0, False
+        while not done:
+            _, reward, done, _ = env.step(env.rand_act())
+            total += float(reward)
+        returns.append(total)
+    mean = statistics.fmean(returns)
+    cache.write_text(json.dumps({"return": mean, "episodes": episodes}) + "\n")
+    return mean
+
+
 def report(out: Path, reference: Path | None, png: Path | None) -> str:
     table, unfinished = collect(out)
     if not table:
         raise FileNotFoundError(f"no finished run folders under {out}")
+    randoms = {task: random_return(out, task) for task, _ in table}
     lines = [
         "| task | agent | seeds | last step | final eval (mean ± sd) | per seed | area | "
-        "vs flat | last train eps | manager entropy / max | goals reached | goal similarity |",
-        "|" + "---|" * 12,
+        "vs flat | random | last train eps | manager entropy / max | goals reached | "
+        "goal similarity |",
+        "|" + "---|" * 13,
     ]
     for (task, agent), records in sorted(table.items()):
         finals = [r["final"] for r in records]
@@ -344,7 +369,7 @@ def report(out: Path, reference: Path | None, png: Path | None) -> str:
         lines.append(
             f"| {task} | {agent} | {len(records)} | {min(r['steps'][-1] for r in records):,} | "
             f"{spread(finals)} | {per_seed} | {spread([r['area'] for r in records])} | "
-            f"{fmt(ratio)} | {spread([r['train'] for r in records])} | "
+            f"{fmt(ratio)} | {randoms[task]:.0f} | {spread([r['train'] for r in records])} | "
             f"{fmt(statistics.fmean(r['entropy'] for r in records))} | "
             f"{fmt(statistics.fmean(r['reach'] for r in records))} | "
             f"{fmt(statistics.fmean(r['similarity'] for r in records))} |"
@@ -352,11 +377,16 @@ def report(out: Path, reference: Path | None, png: Path | None) -> str:
     if unfinished:
         lines += ["", "Unfinished runs (not in the table):", *(f"- {u}" for u in unfinished)]
     if png is not None:
-        plot_grid(table, reference, png)
+        plot_grid(table, randoms, reference, png)
     return "\n".join(lines)
 
 
-def plot_grid(table: dict[tuple[str, str], list[dict]], reference: Path | None, png: Path) -> None:
+def plot_grid(
+    table: dict[tuple[str, str], list[dict]],
+    randoms: dict[str, float],
+    reference: Path | None,
+    png: Path,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -385,6 +415,7 @@ def plot_grid(table: dict[tuple[str, str], list[dict]], reference: Path | None, 
             keep = [(s, m) for s, m in zip(ref_steps, ref_mean, strict=False) if s <= budget]
             if len(keep) > 1:  # a published point inside the budget besides step 0
                 ax.plot(*zip(*keep, strict=False), "k--", label="tdmpc2 (published)")
+        ax.axhline(randoms[task], color="grey", ls=":", label="random actions")
         ax.set(title=task, xlabel="agent steps", ylabel="evaluation return")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

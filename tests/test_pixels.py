@@ -248,3 +248,26 @@ def test_a_pixel_run_on_deepmind_control_renders_and_learns_from_frames(tmp_path
     with open(run_dir / "train.csv") as f:
         rows = list(csv.DictReader(f))
     assert rows and np.isfinite(float(rows[-1]["episode_reward"]))
+
+
+def test_a_gymnasium_pixel_run_renders_records_video_and_exits_cleanly(tmp_path):
+    """gym-Hopper-v5 from pixels (episodic by default); its renderers close before the
+    interpreter tears OpenGL down, so the run ends without EGL errors on stderr."""
+    args = [*TINY, "task=gym-Hopper-v5", "obs=rgb", "num_channels=8", "steps=30"]
+    args += ["seed_steps=20", "eval_freq=30", "eval_episodes=1", "save_video=true"]
+    args += ["threads=1", "progress_bar=false", f"work_dir={tmp_path}"]
+    proc = subprocess.run(
+        [sys.executable, "tdmpc2/train.py", *args],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Exception ignored" not in proc.stderr, proc.stderr[-3000:]
+    assert all(np.isfinite(eval_returns(tmp_path)))
+    assert sorted(p.name for p in (tmp_path / "videos").glob("*.mp4")) == [
+        "eval_0.mp4",
+        "eval_30.mp4",
+    ]

@@ -206,6 +206,22 @@ def test_interrupted_dmcontrol_run_resumes_exactly(tmp_path):
     assert_runs_equal(tmp_path / "reference", tmp_path / "run")
 
 
+def test_interrupted_pixel_run_with_video_resumes_exactly(tmp_path):
+    """Pixels: the replay's one-frame storage and the mid-episode frame stack come back
+    exactly; evaluation videos are written before and after the stop."""
+    pixels = [*TOY_ANY_LENGTH, "steps=100", "eval_freq=50", "obs=rgb", "num_channels=8"]
+    pixels += ["save_video=true", "batch_size=8"]
+    start(pixels, tmp_path / "reference").train()
+    trainer = start(pixels, tmp_path / "run")
+    signal_on_call(trainer.agent, "update", 60)
+    trainer.train()
+    assert trainer._step == 60
+    resume(tmp_path / "run").train()
+    assert_runs_equal(tmp_path / "reference", tmp_path / "run")
+    videos = sorted(p.name for p in (tmp_path / "run" / "videos").glob("*.mp4"))
+    assert videos == ["eval_0.mp4", "eval_100.mp4", "eval_50.mp4"]
+
+
 def test_interrupted_offline_run_resumes_exactly(toy_reference, tmp_path):
     offline = [*TOY_ANY_LENGTH, "steps=120", f"data_dir={toy_reference}"]
     start(offline, tmp_path / "reference").train()

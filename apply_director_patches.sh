@@ -79,61 +79,69 @@ check() {  # check LABEL COMMAND...: one line of the checklist
 
 files_present() { local f m=0; for f in "${ADDED[@]}"; do [[ -f $f ]] || { echo "missing $f"; m=1; }; done; return $m; }
 
-pycheck() { "$PY" - "$@"; }
+# The checks that need Python run in one interpreter: each start-up costs seconds.
+python_checks() {
+  local failed=0
+  "$PY" - <<'PY' || failed=$?
+import inspect
 
-check_trainer_selection() {
-  pycheck <<'PY'
-from hydra import compose, initialize
-from tdmpc2.common.parser import parse_cfg
-from tdmpc2.train import trainer_class
-for overrides, expected in [
-    (["task=walker-walk"], "OnlineTrainer"),
-    (["task=director_walker_walk"], "DirectorTrainer"),
-    (["task=walker-walk", "data_dir=/some/replay"], "OfflineTrainer"),
-]:
+def modules_import():
+    import tdmpc2.common.goal_vae, tdmpc2.common.manager, tdmpc2.trainer.director_trainer  # noqa
+
+def trainer_selection():
+    from hydra import compose, initialize
+    from tdmpc2.common.parser import parse_cfg
+    from tdmpc2.train import trainer_class
+    for overrides, expected in [
+        (["task=walker-walk"], "OnlineTrainer"),
+        (["task=director_walker_walk"], "DirectorTrainer"),
+        (["task=walker-walk", "data_dir=/some/replay"], "OfflineTrainer"),
+    ]:
+        with initialize(config_path=None, version_base="1.3"):
+            cfg = parse_cfg(compose("config", overrides=overrides), overrides)
+        got = trainer_class(cfg).__name__
+        assert got == expected, f"{overrides}: {got}, expected {expected}"
+
+def goal_planning():
+    from tdmpc2.agent import TDMPC2
+    for name in ("act", "_plan", "_estimate_value"):
+        params = inspect.signature(getattr(TDMPC2, name)).parameters
+        assert "goal" in params and params["goal"].default is None, f"TDMPC2.{name} takes no goal"
+
+def configs():
+    from hydra import compose, initialize
+    import tdmpc2.train  # registers the configs
+    from tdmpc2.common.parser import parse_cfg
+    overrides = ["task=director_walker_walk", "manager.goal_interval=5", "goal_vae.n_latents=4"]
     with initialize(config_path=None, version_base="1.3"):
         cfg = parse_cfg(compose("config", overrides=overrides), overrides)
-    got = trainer_class(cfg).__name__
-    assert got == expected, f"{overrides}: {got}, expected {expected}"
-PY
-}
+    assert cfg.task == "walker-walk" and cfg.trainer == "director"
+    assert cfg.manager.goal_interval == 5 and cfg.goal_vae.n_latents == 4
+    assert cfg.goal_vae.n_classes == 8 and cfg.worker.goal_coef == 0.1
 
-check_goal_planning() {
-  pycheck <<'PY'
-import inspect
-from tdmpc2.agent import TDMPC2
-for name in ("act", "_plan", "_estimate_value"):
-    params = inspect.signature(getattr(TDMPC2, name)).parameters
-    assert "goal" in params and params["goal"].default is None, f"TDMPC2.{name} takes no goal"
+failed = 0
+for label, check in [
+    ("Director modules import", modules_import),
+    ("train.py selects DirectorTrainer / OnlineTrainer / OfflineTrainer", trainer_selection),
+    ("agent.py plans with an optional goal (act, _plan, _estimate_value)", goal_planning),
+    ("Director configs compose under Hydra, overrides reach them", configs),
+]:
+    try:
+        check()
+        print(f"  [ok]   {label}")
+    except Exception as err:
+        failed += 1
+        print(f"  [FAIL] {label}\n         {type(err).__name__}: {err}")
+raise SystemExit(failed)
 PY
-}
-
-check_configs() {
-  pycheck <<'PY'
-from hydra import compose, initialize
-import tdmpc2.train  # registers the configs
-from tdmpc2.common.parser import parse_cfg
-overrides = ["task=director_walker_walk", "manager.goal_interval=5", "goal_vae.n_latents=4"]
-with initialize(config_path=None, version_base="1.3"):
-    cfg = parse_cfg(compose("config", overrides=overrides), overrides)
-assert cfg.task == "walker-walk" and cfg.trainer == "director"
-assert cfg.manager.goal_interval == 5 and cfg.goal_vae.n_latents == 4
-assert cfg.goal_vae.n_classes == 8 and cfg.worker.goal_coef == 0.1
-PY
-}
-
-check_imports() {
-  "$PY" -c "import tdmpc2.common.goal_vae, tdmpc2.common.manager, tdmpc2.trainer.director_trainer"
+  FAILS=$((FAILS + failed))
 }
 
 verify() {
   say "Director extension in $ROOT"
   FAILS=0
   check "Director files present" files_present
-  check "train.py selects DirectorTrainer / OnlineTrainer / OfflineTrainer" check_trainer_selection
-  check "agent.py plans with an optional goal (act, _plan, _estimate_value)" check_goal_planning
-  check "Director configs compose under Hydra, overrides reach them" check_configs
-  check "Director modules import" check_imports
+  python_checks
   check "smoke run: task=director_walker_walk on the CPU" smoke director_walker_walk
   if ((FAILS)); then say "verify: $FAILS check(s) failed"; return 1; fi
   say "verify: all checks passed"
@@ -181,7 +189,7 @@ rollback() {
 
 apply_ext() {
   case $(state) in
-    applied) say "apply: the extension is already in place"; verify; return ;;
+    applied) say "apply: the extension is already in place ('verify' checks it)"; return ;;
     mixed) die "the tree is neither the full extension nor flat TD-MPC2; refusing to touch it" ;;
   esac
   local f

@@ -16,11 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tdmpc2.common import checkpoint
-from tdmpc2.evaluate import evaluate
 from tdmpc2.train import build, trainer_class
 from tests.conftest import TINY, compose_cfg
-from tests.test_resume import assert_same
 
 ROOT = Path(__file__).resolve().parent
 SCRIPT = "apply_director_patches.sh"
@@ -209,58 +206,3 @@ def test_trainer_selection(overrides: list[str], expected: str):
 
 
 # --------------------------------------------------------------- checkpoints
-
-
-def test_director_checkpoint_round_trip(tmp_path: Path):
-    overrides = [
-        *TINY,
-        "task=director_walker_walk",
-        "goal_vae.n_latents=4",
-        "goal_vae.n_classes=3",
-        "manager.goal_interval=4",
-        "goal_vae.hidden_dim=32",
-        "manager.hidden_dim=32",
-        "manager.batch_size=8",
-        "worker.hidden_dim=32",
-        "worker.batch_size=16",
-        "steps=700",
-        "seed_steps=300",
-        "eval_freq=100000",
-        "eval_episodes=1",
-        "progress_bar=false",
-        "threads=1",  # a second thread only contends on the busy 2-core machine
-    ]
-
-    def director(run: str):
-        args = [*overrides, f"work_dir={tmp_path / run}"]
-        return build(compose_cfg(args), args)  # the command line beats the preset
-
-    trained = director("a")
-    trained.train()
-    path = checkpoint.resolve_path(tmp_path / "a")
-
-    fresh = director("b")
-    fresh.load_state_dict(checkpoint.load(path, fresh.cfg))
-    for name in ("goal_vae", "manager", "worker"):  # the Manager's return scales included
-        saved, loaded = getattr(trained, name).state_dict(), getattr(fresh, name).state_dict()
-        assert set(saved) == set(loaded), name
-        assert all(torch.equal(saved[k], loaded[k]) for k in saved), name
-    assert all(bool(s.initialised) for s in fresh.manager.scales)
-    assert fresh.agent.goal_value == fresh.worker.value  # the loaded goal critic plans
-    for name in ("goal_vae", "manager", "worker"):
-        saved, loaded = (getattr(t, name).optim_state_dict() for t in (trained, fresh))
-        assert_same(saved, loaded, name)
-    saved, loaded = trained.agent.model.state_dict(), fresh.agent.model.state_dict()
-    assert all(torch.equal(saved[k], loaded[k]) for k in saved)
-    assert fresh._step == trained._step == 700
-
-    results = evaluate(
-        compose_cfg([f"checkpoint={tmp_path / 'a'}", "task=director_walker_walk"]),
-        ["task=director_walker_walk"],
-    )
-    assert 0 <= results["episode_reward"] <= 500
-
-    # A flat run cannot load the director checkpoint.
-    flat = build(compose_cfg([*TINY, "task=walker-walk", f"work_dir={tmp_path / 'c'}"]), [])
-    with pytest.raises(checkpoint.CheckpointError):
-        flat.load_state_dict(checkpoint.load(path, flat.cfg))

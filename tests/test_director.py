@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tdmpc2.agent import TDMPC2
+from tdmpc2.common import checkpoint
 from tdmpc2.common.layers import simnorm
 from tdmpc2.common.math import cosine_max
 from tdmpc2.common.parser import ConfigError
@@ -15,6 +16,7 @@ from tdmpc2.evaluate import evaluate
 from tdmpc2.train import build
 from tdmpc2.trainer.director_trainer import check_director_cfg
 from tests.conftest import TINY, compose_cfg, make_cfg
+from tests.test_resume import assert_same
 
 METRICS = [
     "goal_vae/total_loss",
@@ -203,6 +205,21 @@ def test_director_run_logs_every_metric_and_checkpoint_reloads(tmp_path):
     keys = {"goal_vae", "goal_vae_optim", "manager", "manager_optim", "agent"}
     assert keys | {"goal_worker", "goal_worker_optim", "director"} <= set(ckpt)
     assert set(ckpt["director"]) == {"goal", "start_similarity", "stats", "updates"}
+
+    # A fresh trainer loads every network, optimiser and return scale back exactly.
+    fresh = build(compose_cfg([*overrides[:-1], f"work_dir={tmp_path / 'b'}"]), overrides)
+    fresh.load_state_dict(checkpoint.load(checkpoint.resolve_path(tmp_path), fresh.cfg))
+    for name in ("goal_vae", "manager", "worker"):
+        assert_same(getattr(trainer, name).state_dict(), getattr(fresh, name).state_dict(), name)
+        saved, loaded = (getattr(t, name).optim_state_dict() for t in (trainer, fresh))
+        assert_same(saved, loaded, name)
+    assert all(bool(s.initialised) for s in fresh.manager.scales)
+    assert fresh.agent.goal_value == fresh.worker.value  # the loaded goal critic plans
+    assert_same(trainer.agent.model.state_dict(), fresh.agent.model.state_dict(), "model")
+    assert fresh._step == trainer._step == 1000
+    flat = build(compose_cfg([*TINY, "task=walker-walk", f"work_dir={tmp_path / 'c'}"]), [])
+    with pytest.raises(checkpoint.CheckpointError):  # a flat run cannot load it
+        flat.load_state_dict(checkpoint.load(checkpoint.resolve_path(tmp_path), flat.cfg))
     results = evaluate(
         compose_cfg([f"checkpoint={tmp_path}", "task=director_walker_walk", "eval_episodes=1"]),
         ["task=director_walker_walk"],

@@ -18,6 +18,7 @@ ADDED=(
   tdmpc2/configs/task/director_walker_walk.yaml
   tdmpc2/configs/task/director_humanoid_walk.yaml
   tests/test_director.py
+  tests/test_director_multitask.py
   tests/test_goal_vae.py
   tests/test_manager.py
   test_director_integration.py

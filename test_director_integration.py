@@ -195,7 +195,12 @@ def test_hydra_overrides_reach_goal_vae_and_manager(tmp_path: Path):
         (["task=walker-walk", "trainer=director"], "DirectorTrainer"),
         (["task=director_humanoid_walk"], "DirectorTrainer"),
         (["task=walker-walk", "data_dir=/some/replay"], "OfflineTrainer"),
-        (["task=director_walker_walk", "data_dir=/some/replay"], "OfflineTrainer"),
+        (["task=director_walker_walk", "data_dir=/some/replay"], "OfflineDirectorTrainer"),
+        (["task='walker-walk,walker-run'", "data_dir=/some/replay"], "OfflineTrainer"),
+        (
+            ["task='walker-walk,walker-run'", "trainer=director", "data_dir=/some/replay"],
+            "OfflineDirectorTrainer",
+        ),
     ],
 )
 def test_trainer_selection(overrides: list[str], expected: str):

@@ -17,6 +17,8 @@ from tdmpc2.common.math import cosine_max, discount_for, gumbel_sample
 from tdmpc2.common.scale import RunningScale
 from tdmpc2.common.world_model import WorldModel
 
+GoalValue = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+
 
 def keep_freed_memory() -> None:
     """Stops glibc from handing freed tensors back to the OS on the CPU.
@@ -108,9 +110,11 @@ class TDMPC2:
             self._action_dims = torch.tensor(cfg.action_dims, device=self.device).float()
         self._prev_mean = torch.zeros(cfg.horizon, cfg.action_dim, device=self.device)
         self._rho = cfg.rho ** torch.arange(cfg.horizon + 1, device=self.device, dtype=torch.float)
-        # Set by a hierarchy: (z, goal) -> [N, 1] in [0, 1], the discounted goal similarity
-        # still to come beyond the planning horizon. None: the last latent's similarity.
-        self.goal_value: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+        # Set by a hierarchy: (z, goal, action mask) -> [N, 1] in [0, 1], the discounted goal
+        # similarity still to come beyond the planning horizon; the mask (None in a
+        # single-task run) marks the planned task's own action dimensions. None: the last
+        # latent's similarity.
+        self.goal_value: GoalValue | None = None
         self.model.eval()
         if cfg.get("compile", False):
             # The planner's rollouts (on the CPU the native LayerNorm kernel stays an opaque
@@ -181,7 +185,9 @@ class TDMPC2:
         task's value at every model size, task and stage of training."""
         return self.cfg.worker.goal_coef * self.scale.value
 
-    def _goal_term(self, z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+    def _goal_term(
+        self, z: torch.Tensor, goal: torch.Tensor, task: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The goal term's part after the horizon, from the last latents z [N, 1].
 
         The whole term is `goal_coef * Q range * V`, where V in [0, 1] is the goal
@@ -189,7 +195,8 @@ class TDMPC2:
         by (1 - goal_discount): inside the horizon from the rollout, after it from
         `goal_value` (or, without one, as if the last latent stayed put).
         """
-        tail = self.goal_value(z, goal) if self.goal_value is not None else cosine_max(z, goal)
+        mask = None if task is None else self.model.action_masks[task]
+        tail = cosine_max(z, goal) if self.goal_value is None else self.goal_value(z, goal, mask)
         horizon_discount = float(self.cfg.worker.goal_discount) ** self.cfg.horizon
         return self._goal_weight() * horizon_discount * tail
 
@@ -215,7 +222,7 @@ class TDMPC2:
                 alive = torch.cat([prefix[3], alive])
         action = self.model.pi_action(z, task)
         value = G + discount * alive * self.model.Q(z, action, return_type="avg", task=task)
-        return value if goal is None else value + alive * self._goal_term(z, goal)
+        return value if goal is None else value + alive * self._goal_term(z, goal, task)
 
     @torch.no_grad()
     def _plan(

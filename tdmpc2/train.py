@@ -38,7 +38,7 @@ from tdmpc2.common.seed import set_seed
 from tdmpc2.envs import make_env
 from tdmpc2.envs.wrappers.render import RendererError
 from tdmpc2.trainer.base import Trainer
-from tdmpc2.trainer.director_trainer import DirectorTrainer
+from tdmpc2.trainer.director_trainer import DirectorTrainer, OfflineDirectorTrainer
 from tdmpc2.trainer.offline_trainer import OfflineTrainer
 from tdmpc2.trainer.online_trainer import OnlineTrainer
 
@@ -46,11 +46,12 @@ register_configs()
 
 
 def trainer_class(cfg: DictConfig) -> type[Trainer]:
-    """Multitask or a data_dir -> offline; `trainer: director` -> hierarchy; else online."""
+    """Multitask or a data_dir -> offline, else online; `trainer: director` -> the
+    hierarchy over that loop."""
+    if cfg.trainer == "director":
+        return OfflineDirectorTrainer if cfg.multitask or cfg.data_dir else DirectorTrainer
     if cfg.multitask or cfg.data_dir:
         return OfflineTrainer
-    if cfg.trainer == "director":
-        return DirectorTrainer
     if cfg.trainer != "online":
         raise ConfigError(f"unknown trainer '{cfg.trainer}' (expected: online or director)")
     return OnlineTrainer
@@ -61,7 +62,7 @@ def replay_buffer(cfg: DictConfig, cls: type[Trainer]) -> Buffer | MultitaskBuff
     online ones start an empty buffer."""
     if cfg.multitask:
         return load_replays(cfg)
-    if cls is OfflineTrainer:
+    if issubclass(cls, OfflineTrainer):
         path = Path(str(cfg.data_dir)).expanduser()
         path = path / "buffer.pt" if path.is_dir() else path
         if not path.is_file():
@@ -88,7 +89,7 @@ def build(cfg: DictConfig, overrides: list[str], with_buffer: bool = True) -> Tr
     cls = trainer_class(cfg)
     if OmegaConf.is_missing(cfg, "seed_steps"):
         cfg.seed_steps = max(1000, 5 * cfg.episode_length)
-    if cls is not OfflineTrainer:
+    if not issubclass(cls, OfflineTrainer):
         check_replay(cfg)
     buffer = replay_buffer(cfg, cls) if with_buffer else None
     run_dir = make_run_dir(cfg)

@@ -134,9 +134,9 @@ def test_goal_term_is_bounded_by_the_goal_weight():
         term = with_goal - flat
         assert (term >= -1e-5).all() and (term <= weight + 1e-5).all()
     assert torch.allclose(agent._goal_term(last[:1], last[:1]), torch.tensor(tail_bound))
-    agent.goal_value = lambda z, g: torch.ones(len(z), 1)  # the largest goal value
+    agent.goal_value = lambda z, g, mask: torch.ones(len(z), 1)  # the largest goal value
     assert torch.allclose(agent._goal_term(last, goal), torch.full((40, 1), tail_bound))
-    agent.goal_value = lambda z, g: torch.zeros(len(z), 1)
+    agent.goal_value = lambda z, g, mask: torch.zeros(len(z), 1)
     assert torch.equal(agent._goal_term(last, goal), torch.zeros(40, 1))
 
 

@@ -353,7 +353,7 @@ def plain_value(agent: TDMPC2, z: torch.Tensor, actions: torch.Tensor, goal=None
     value = G + discount * 0.5 * (q[0] + q[1])
     if goal is None:
         return value
-    tail = similarity(z) if agent.goal_value is None else agent.goal_value(z, goal)
+    tail = similarity(z) if agent.goal_value is None else agent.goal_value(z, goal, None)
     V = V + gd**cfg.horizon * tail
     return value + cfg.worker.goal_coef * agent.scale.value * V
 
@@ -365,7 +365,7 @@ def goal_setup(agent: TDMPC2, goal: str | None) -> torch.Tensor | None:
         return None
     agent.scale.percentiles.copy_(torch.tensor([-1.0, 1.5]))  # Q range 2.5
     if goal == "goal_value":
-        agent.goal_value = lambda z, g: torch.sigmoid(3 * (z - g).sum(-1, keepdim=True) + 0.5)
+        agent.goal_value = lambda z, g, mask: torch.sigmoid(3 * (z - g).sum(-1, keepdim=True) + 0.5)
     return simnorm(torch.randn(1, 32), 8)
 
 

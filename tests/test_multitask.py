@@ -69,7 +69,6 @@ def test_a_comma_list_on_the_command_line_is_a_set_unless_sweeping():
         (["task=walker-walk", "task_dim=8"], "task_dim=8: the task embedding is for multi-task"),
         ([f"task='{PAIR}'", "task_dim=-1", "data_dir=x"], "task_dim must be >= 0 (0 picks 96)"),
         ([f"task='{PAIR}'", "obs=rgb", "data_dir=x"], "obs=rgb: multi-task training takes state"),
-        ([f"task='{PAIR}'", "trainer=director", "data_dir=x"], "trainer=director: the hierarchy"),
         ([f"task='{PAIR}'"], "multi-task training is offline: pass data_dir=FOLDER"),
         (["task='a,,b'", "data_dir=x"], "task=a,,b: an empty name in the task list"),
     ],

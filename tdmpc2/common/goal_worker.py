@@ -67,12 +67,19 @@ class GoalWorker(OwnOptimisers, nn.Module):
         self.q_optim = torch.optim.Adam(self._Qs.parameters(), lr=lr, fused=True)
 
     def pi(
-        self, z: torch.Tensor, goal: torch.Tensor
+        self, z: torch.Tensor, goal: torch.Tensor, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Tanh-Gaussian policy prior given the goal: (mean, sampled action, log-prob)."""
+        """Tanh-Gaussian policy prior given the goal: (mean, sampled action, log-prob).
+
+        `mask` (multi-task: 1 in each row's task's own action dimensions, 0 in the padding)
+        zeroes mean, noise and log-std in the padding, as the world model's prior does, so
+        the critics only ever see actions a task can take.
+        """
         mu, log_std = self._pi(torch.cat([z, goal], -1)).chunk(2, dim=-1)
         log_std = self.log_std_min + 0.5 * self.log_std_dif * (torch.tanh(log_std) + 1)
         eps = torch.randn_like(mu)
+        if mask is not None:
+            mu, log_std, eps = mu * mask, log_std * mask, eps * mask
         log_pi = gaussian_logprob(eps, log_std)
         return squash(mu, mu + eps * log_std.exp(), log_pi)
 
@@ -89,15 +96,19 @@ class GoalWorker(OwnOptimisers, nn.Module):
         return qnet(torch.cat([z, goal], -1), detach=detach, action=action)
 
     @torch.no_grad()
-    def value(self, z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+    def value(
+        self, z: torch.Tensor, goal: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Goal value [N, 1] in [0, 1] of latents z under pi_g: the planner's `goal_value`."""
-        mu = self.pi(z, goal.expand_as(z))[0]
+        mu = self.pi(z, goal.expand_as(z), mask)[0]
         return self.q(z, mu, goal.expand_as(z)).mean(0).clamp(0, 1)
 
     @torch.no_grad()
-    def td_target(self, next_z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+    def td_target(
+        self, next_z: torch.Tensor, goal: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(1 - gamma) * similarity(z', g) + gamma * min target Q_g(z', pi_g(z', g), g)."""
-        action = self.pi(next_z, goal)[1]
+        action = self.pi(next_z, goal, mask)[1]
         next_q = self.q(next_z, action, goal, target=True).min(0).values
         gamma = self.goal_discount
         return (1 - gamma) * cosine_max(next_z, goal) + gamma * next_q.clamp(0, 1)
@@ -109,22 +120,23 @@ class GoalWorker(OwnOptimisers, nn.Module):
         next_z: torch.Tensor,
         goal: torch.Tensor,
         task_value: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        mask: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """One critic step (TD on the relabelled goals) and one policy step.
 
         The policy maximises what the planner maximises, divided by the Q range:
         `task_value(z, a)` (the world model's Q over its running range, critics
-        frozen) plus goal_coef * Q_g, plus entropy.
+        frozen) plus goal_coef * Q_g, plus entropy. `mask`: see `pi`.
         """
         z, next_z, goal = z.detach(), next_z.detach(), goal.detach()
-        target = self.td_target(next_z, goal)
+        target = self.td_target(next_z, goal, mask)
         q_loss = F.mse_loss(self.q(z, action, goal), target.expand(2, -1, -1))
         q_loss.backward()
         nn.utils.clip_grad_norm_(self._Qs.parameters(), self.grad_clip)
         self.q_optim.step()
         self.q_optim.zero_grad(set_to_none=True)
 
-        _, pi, log_pi = self.pi(z, goal)
+        _, pi, log_pi = self.pi(z, goal, mask)
         goal_q = self.q(z, pi, goal, detach=True).mean(0)
         objective = task_value(z, pi) + self.goal_coef * goal_q - self.entropy_coef * log_pi
         pi_loss = -objective.mean()

@@ -11,6 +11,7 @@ led to it (entry 0 has none) and `task` indexes the task set in its published or
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from tdmpc2.common.buffer import Buffer
 from tdmpc2.common.checkpoint import one_line
 
 PUBLIC_KEYS = ("obs", "action", "reward", "task")
+PADDED = ("obs", "next_obs", "goal_obs", "action")  # to the set's widest
 
 
 class MultitaskBuffer:
@@ -49,21 +51,42 @@ class MultitaskBuffer:
         return sum(len(buffer) for _, buffer in self.parts)
 
     def sample(self, batch_size: int | None = None) -> dict[str, torch.Tensor]:
+        """Subsequences as `Buffer.sample` returns them ([steps, B, ...]), plus `task` [B]."""
+        return self._draw(batch_size, lambda buffer, n: buffer.sample(n), dim=1)
+
+    def sample_relabelled(
+        self, max_offset: int, batch_size: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Transitions with hindsight goals as `Buffer.sample_relabelled` returns them
+        ([B, ...]; goals from the row's own episode), plus `task` [B]: the hierarchy's
+        replay, drawn like `sample`'s."""
+        return self._draw(
+            batch_size, lambda buffer, n: buffer.sample_relabelled(max_offset, n), dim=0
+        )
+
+    def _draw(
+        self,
+        batch_size: int | None,
+        draw: Callable[[Buffer, int], dict[str, torch.Tensor]],
+        dim: int,
+    ) -> dict[str, torch.Tensor]:
+        """`draw(part, count)` from each part, the counts drawn in proportion to the parts'
+        sizes; observations and actions padded, the pieces joined along the batch `dim`."""
         n = batch_size or self.batch_size
         picks = torch.multinomial(self._weights, n, replacement=True, generator=self._generator)
         counts = torch.bincount(picks, minlength=len(self.parts)).tolist()
         pieces, tasks = [], []
         for count, (task, buffer) in zip(counts, self.parts, strict=True):
             if count:
-                pieces.append(buffer.sample(count))
+                pieces.append(draw(buffer, count))
                 tasks.append(torch.full((count,), task, dtype=torch.long))
-        widths = {"obs": self.obs_dim, "action": self.action_dim}
         batch = {}
         for key in pieces[0]:
             parts = [piece[key] for piece in pieces]
-            if key in widths:
-                parts = [F.pad(x, (0, widths[key] - x.shape[-1])) for x in parts]
-            batch[key] = torch.cat(parts, dim=1)  # [steps, B, ...]
+            width = self.action_dim if key == "action" else self.obs_dim
+            if key in PADDED:
+                parts = [F.pad(x, (0, width - x.shape[-1])) for x in parts]
+            batch[key] = torch.cat(parts, dim=dim)
         batch["task"] = torch.cat(tasks).to(self.device)
         return batch
 

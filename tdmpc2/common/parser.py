@@ -225,11 +225,6 @@ def check_multitask(cfg: DictConfig) -> None:
     cfg.task_dim = cfg.task_dim or MULTITASK_TASK_DIM
     _check(cfg.obs == "state", f"obs={cfg.obs}: {multitask} takes state observations only")
     _check(
-        cfg.trainer == "online",
-        f"trainer={cfg.trainer}: the hierarchy does not support {multitask}; "
-        "train the task set with the flat agent",
-    )
-    _check(
         bool(cfg.data_dir),
         f"{multitask} is offline: pass data_dir=FOLDER holding replay files of the set's tasks",
     )

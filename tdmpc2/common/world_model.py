@@ -183,10 +183,12 @@ class WorldModel(nn.Module):
         evaluate only two randomly chosen heads and return [..., 1]: the same
         distribution of results as evaluating all heads and then picking two (min and avg
         are symmetric, so with two heads no draw is needed). `detach` (the policy loss)
-        freezes the critics: only d/d action is computed.
+        freezes the critics and the task embedding: only d/d action is computed.
         """
         qnet = self._target_Qs if target else self._Qs
         z = self.task_emb(z, task)
+        if detach:  # a policy loss must not move the embedding the world model learns
+            z = z.detach()
         heads = None  # all heads; with num_q == 2 these are the two chosen ones in some order
         if return_type != "all" and qnet.num_q > 2:
             heads = two_heads(qnet.num_q, z.device)

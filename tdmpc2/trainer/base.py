@@ -176,12 +176,16 @@ class Trainer:
         """True while training acts randomly to fill the buffer."""
         return self._step < int(self.cfg.seed_steps)
 
+    @property
+    def acting_task(self) -> int | None:
+        """The index of the task the environment runs (multi-task), else None."""
+        return self.env.task if self.cfg.multitask else None
+
     def act(self, obs: torch.Tensor, t: int, eval_mode: bool) -> torch.Tensor:
         """The acting policy at step `t` of an episode; random while seeding."""
         if not eval_mode and self.seeding:
             return self.env.rand_act()
-        task = self.env.task if self.cfg.multitask else None
-        return self.agent.act(obs, t0=t == 0, eval_mode=eval_mode, task=task)
+        return self.agent.act(obs, t0=t == 0, eval_mode=eval_mode, task=self.acting_task)
 
     # ------------------------------------------------------------ evaluation
     def eval(self, episodes: int | None = None, video: bool = False) -> dict[str, float]:
@@ -261,6 +265,13 @@ class Trainer:
             self._can_plot = False
 
     # ------------------------------------------------------------ updates and metrics
+    def update(self, num_updates: int) -> dict[str, torch.Tensor]:
+        """World-model updates; subclasses add their own modules' updates."""
+        metrics: dict[str, torch.Tensor] = {}
+        for _ in range(num_updates):
+            metrics = self._agent_update()
+        return metrics
+
     def _agent_update(self) -> dict[str, torch.Tensor]:
         """One world-model update. A skipped one (non-finite loss) is counted for the logs;
         `max_nonfinite` in a row stop the run, and no checkpoint is written meanwhile."""

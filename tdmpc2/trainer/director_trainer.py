@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from omegaconf import DictConfig
 
@@ -12,7 +14,10 @@ from tdmpc2.common.goal_worker import GoalWorker
 from tdmpc2.common.logger import Logger
 from tdmpc2.common.manager import Manager
 from tdmpc2.common.math import cosine_max
+from tdmpc2.common.multitask_buffer import MultitaskBuffer
 from tdmpc2.common.parser import ConfigError
+from tdmpc2.trainer.base import Trainer
+from tdmpc2.trainer.offline_trainer import OfflineTrainer
 from tdmpc2.trainer.online_trainer import OnlineTrainer
 
 
@@ -54,9 +59,10 @@ def goal_metrics(stats: dict[str, list]) -> dict[str, float]:
     return metrics
 
 
-class DirectorTrainer(OnlineTrainer):
-    """Online training of the world model, the Goal-VAE, the goal-conditioned Worker
-    and the Manager together.
+class Hierarchy(Trainer):
+    """The world model, the Goal-VAE, the goal-conditioned Worker and the Manager trained
+    together, over either training loop: mixed in ahead of it (`DirectorTrainer`,
+    `OfflineDirectorTrainer`), it adds their acting, learning, metrics and checkpoints.
 
     Every `goal_interval` steps the Manager picks a code from the current latent, the
     Goal-VAE decodes it into a goal latent, and the planner adds a goal term to its
@@ -66,12 +72,25 @@ class DirectorTrainer(OnlineTrainer):
     latents it picks codes, the goal policy plays each interval in the world model, and
     the Manager is rewarded with the predicted reward plus the Goal-VAE's
     reconstruction error of where the interval ends.
+
+    Multi-task: the Goal-VAE, the Manager and the goal Worker take no task embedding.
+    They read latents, which the encoder makes from the observation and the task
+    embedding, so a latent already carries its task as far as the world model needs
+    it; the modules keep the single-task shapes and one code space serves every task.
+    The task enters where the world model is used (encoding, imagined steps, the
+    task's discount and Q) and as the action mask that keeps the goal policy at 0 in a
+    task's padded action dimensions.
     """
 
     kind = "director"
 
     def __init__(
-        self, cfg: DictConfig, env, agent: TDMPC2, buffer: Buffer | None, logger: Logger
+        self,
+        cfg: DictConfig,
+        env,
+        agent: TDMPC2,
+        buffer: Buffer | MultitaskBuffer | None,
+        logger: Logger,
     ) -> None:
         check_director_cfg(cfg)
         super().__init__(cfg, env, agent, buffer, logger)
@@ -120,20 +139,25 @@ class DirectorTrainer(OnlineTrainer):
         self._goal: torch.Tensor | None = None
         self._start_similarity: torch.Tensor | None = None  # of the running training interval
         self._hierarchy_updates = 0  # counts towards manager.update_every across resumes
-        self._reset_stats()
+        self._stats = empty_stats()  # of the running training episode
         self._eval_stats = empty_stats()
 
     # ------------------------------------------------------------ acting
     def _encode(self, obs: torch.Tensor) -> torch.Tensor:
+        task = self.acting_task
+        if task is not None:
+            task = torch.tensor(task, device=self.agent.device)
         with torch.no_grad():
-            return self.agent.model.encode(obs.to(self.agent.device).unsqueeze(0))
+            return self.agent.model.encode(obs.to(self.agent.device).unsqueeze(0), task)
 
     def act(self, obs: torch.Tensor, t: int, eval_mode: bool) -> torch.Tensor:
         if t % self.interval == 0:
             self._choose_goal(obs, t, eval_mode)
         if not eval_mode and self.seeding:
             return self.env.rand_act()
-        return self.agent.act(obs, t0=t == 0, eval_mode=eval_mode, goal=self._goal)
+        return self.agent.act(
+            obs, t0=t == 0, eval_mode=eval_mode, task=self.acting_task, goal=self._goal
+        )
 
     def _choose_goal(self, obs: torch.Tensor, t: int, eval_mode: bool) -> None:
         z = self._encode(obs)
@@ -149,10 +173,6 @@ class DirectorTrainer(OnlineTrainer):
             self._goal = self.goal_vae.decode(code)
         stats["codes"].append(code)
         self._start_similarity = cosine_max(z, self._goal)
-
-    def after_env_step(self, obs: torch.Tensor, reward: float, done: bool, info: dict) -> None:
-        if done:
-            self._close_interval(self._encode(obs), self._stats)
 
     def _close_interval(self, z: torch.Tensor, stats: dict) -> None:
         """Goal reach of the interval that ends at latent z: did it end nearer its goal
@@ -182,56 +202,58 @@ class DirectorTrainer(OnlineTrainer):
         return metrics
 
     def _hierarchy_update(self) -> dict:
-        """Goal-VAE, goal critic and policy on relabelled replay; the Manager in imagination."""
+        """Goal-VAE, goal critic and policy on relabelled replay; the Manager in imagination.
+        Multi-task batches carry each row's task: the Manager imagines with its start's."""
         model, w = self.agent.model, self.cfg.worker
         batch = self.buffer.sample_relabelled(int(w.relabel_offset), int(w.batch_size))
+        task = batch.get("task")  # [B] task indices in multi-task training
+        mask = None if task is None else model.action_masks[task]
         with torch.no_grad():
             z, next_z, future_z = model.encode(
-                torch.stack([batch["obs"], batch["next_obs"], batch["goal_obs"]])
+                torch.stack([batch["obs"], batch["next_obs"], batch["goal_obs"]]), task
             )
         metrics = self.goal_vae.update(z, self._step)
         half = len(z) // 2  # hindsight goals, and goals the Manager could hand out
         with torch.no_grad():
             decoded = self.goal_vae.decode(self.goal_vae.sample_code((len(z) - half,)))
         goal = torch.cat([future_z[:half], decoded])
-        metrics.update(
-            self.worker.update(z, batch["action"], next_z, goal, self._task_value),
-        )
+        task_value = functools.partial(self._task_value, task=task)
+        metrics.update(self.worker.update(z, batch["action"], next_z, goal, task_value, mask))
         self._hierarchy_updates += 1
         m = self.cfg.manager
         if self._hierarchy_updates % int(m.update_every) == 0:
-            starts = z[: int(m.batch_size)]
-            imagined = self.manager.imagine(starts, self._imagine_interval, int(m.decisions))
+            n = int(m.batch_size)
+            interval = functools.partial(
+                self._imagine_interval, task=None if task is None else task[:n]
+            )
+            imagined = self.manager.imagine(z[:n], interval, int(m.decisions))
             metrics.update(self.manager.update(*imagined))
         return metrics
 
-    def _task_value(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def _task_value(
+        self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The world model's Q over its running range, critics frozen (d/d action only)."""
-        return self.agent.scale(self.agent.model.Q(z, action, return_type="avg", detach=True))
+        q = self.agent.model.Q(z, action, return_type="avg", detach=True, task=task)
+        return self.agent.scale(q)
 
     @torch.no_grad()
     def _imagine_interval(
-        self, z: torch.Tensor, code: torch.Tensor
+        self, z: torch.Tensor, code: torch.Tensor, task: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One goal interval in the world model under the goal policy: (last latents,
-        discounted predicted reward, Goal-VAE reconstruction error of the last latents)."""
+        discounted predicted reward, Goal-VAE reconstruction error of the last latents).
+        With `task` [B], each row steps and discounts as its task does."""
         model, goal = self.agent.model, self.goal_vae.decode(code)
+        mask = None if task is None else model.action_masks[task]
+        gamma = self.agent._gamma(task)
         ret, discount = torch.zeros(len(z), device=z.device), 1.0
         for _ in range(self.interval):
-            action = self.worker.pi(z, goal)[1]
-            z, reward = model.step(z, action)
+            action = self.worker.pi(z, goal, mask)[1]
+            z, reward = model.step(z, action, task)
             ret += discount * model.two_hot.decode(reward).squeeze(-1)
-            discount *= self.agent.discount
+            discount = discount * gamma
         return z, ret, self.goal_vae.recon_error(z)
-
-    # ----------------------------------------------------------- logging
-    def _reset_stats(self) -> None:
-        self._stats = empty_stats()
-
-    def _close_episode(self, episode: dict[str, list], started: float) -> dict[str, float]:
-        metrics = {**super()._close_episode(episode, started), **goal_metrics(self._stats)}
-        self._reset_stats()
-        return metrics
 
     # ------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
@@ -267,3 +289,23 @@ class DirectorTrainer(OnlineTrainer):
         self._goal, self._start_similarity = director["goal"], director["start_similarity"]
         self._hierarchy_updates = int(director["updates"])
         self._stats = {k: list(v) for k, v in director["stats"].items()}
+
+
+class DirectorTrainer(Hierarchy, OnlineTrainer):
+    """The hierarchy trained online: it acts in training too, so each training episode
+    logs the goal reach of its intervals, the last one closed when the episode ends."""
+
+    def after_env_step(self, obs: torch.Tensor, reward: float, done: bool, info: dict) -> None:
+        if done:
+            self._close_interval(self._encode(obs), self._stats)
+
+    def _close_episode(self, episode: dict[str, list], started: float) -> dict[str, float]:
+        metrics = {**super()._close_episode(episode, started), **goal_metrics(self._stats)}
+        self._stats = empty_stats()
+        return metrics
+
+
+class OfflineDirectorTrainer(Hierarchy, OfflineTrainer):
+    """The hierarchy trained from saved replay (`data_dir`; the way a task set trains):
+    each of `steps` updates trains the world model, then the hierarchy; evaluations
+    act with goals on every task of a set."""

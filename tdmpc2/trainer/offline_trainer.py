@@ -26,7 +26,7 @@ class OfflineTrainer(Trainer):
             while self._step < cfg.steps and self._signal is None:
                 if self._step % cfg.eval_freq == 0 and not self._evaluate():
                     break
-                self._accumulate(self._agent_update())
+                self._accumulate(self.update(1))
                 self._step += 1
                 self._tick("training")
                 if self._step % self.log_freq == 0 or self._step == cfg.steps:

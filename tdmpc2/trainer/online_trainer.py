@@ -42,13 +42,6 @@ class OnlineTrainer(Trainer):
     def after_env_step(self, obs: torch.Tensor, reward: float, done: bool, info: dict) -> None:
         """Hook for subclasses that need every transition (the hierarchy sums rewards)."""
 
-    def update(self, num_updates: int) -> dict[str, torch.Tensor]:
-        """World-model updates; subclasses add their own modules' updates."""
-        metrics: dict[str, torch.Tensor] = {}
-        for _ in range(num_updates):
-            metrics = self._agent_update()
-        return metrics
-
     def _new_episode(self) -> None:
         self._episode_rng = env_rng_state(self.env)
         obs = self.env.reset()

@@ -20,6 +20,7 @@ ADDED=(
   tests/test_director.py
   tests/test_director_multitask.py
   tests/test_goal_vae.py
+  tests/test_goal_worker.py
   tests/test_manager.py
   test_director_integration.py
 )

@@ -334,6 +334,7 @@ def test_offline_multitask_from_two_online_runs_then_evaluate(tmp_path):
         f"work_dir={run_dir}",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "expected wall time" in proc.stdout and "could not be timed" not in proc.stdout
     rows = read_csv(run_dir / "eval.csv")
     assert [int(r["step"]) for r in rows] == [0, 20]
     for row in rows:

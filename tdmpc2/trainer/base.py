@@ -146,8 +146,7 @@ class Trainer:
             probe = copy.copy(self)
             own = {k: v for k, v in vars(self).items() if k not in NOT_COPIED}
             probe.__dict__.update(copy.deepcopy(own))
-            probe.buffer = Buffer.from_cfg(cfg, capacity=len(episode["action"]) + 1)
-            probe.buffer.add(episode)
+            probe.buffer = self._scratch_buffer(cfg, episode)
             obs = episode["obs"]
             parts = {
                 "env": env_s,
@@ -165,6 +164,12 @@ class Trainer:
         timed = ", ".join(f"{k} {v * 1e3:.3g} ms" for k, v in parts.items())
         took = duration(time.perf_counter() - started)
         return parts, f"timed in {took}: {timed}"
+
+    def _scratch_buffer(self, cfg: DictConfig, episode: dict[str, torch.Tensor]):
+        """The timing probe's replay: one random episode."""
+        buffer = Buffer.from_cfg(cfg, capacity=len(episode["action"]) + 1)
+        buffer.add(episode)
+        return buffer
 
     @property
     def stopped_by(self) -> int | None:

@@ -6,7 +6,10 @@ import time
 from typing import ClassVar
 
 import numpy as np
+import torch
+from omegaconf import DictConfig
 
+from tdmpc2.common.multitask_buffer import MultitaskBuffer
 from tdmpc2.trainer.base import Trainer
 
 
@@ -67,6 +70,14 @@ class OfflineTrainer(Trainer):
         lengths = cfg.episode_lengths if cfg.multitask else [cfg.episode_length]
         eval_steps = evals * int(cfg.eval_episodes) * sum(lengths) - self._eval_done
         return {"training": steps - self._step, "evaluation": max(0, eval_steps)}
+
+    def _scratch_buffer(self, cfg: DictConfig, episode: dict[str, torch.Tensor]):
+        """Multi-task: the random episode (padded by the set's environment) as task 0's data."""
+        buffer = super()._scratch_buffer(cfg, episode)
+        if not cfg.multitask:
+            return buffer
+        b = self.buffer
+        return MultitaskBuffer([(0, buffer)], b.obs_dim, b.action_dim, b.batch_size, b.device)
 
     # ------------------------------------------------------------ checkpoints
     def _buffer_state(self) -> dict:

@@ -107,6 +107,7 @@ def check_relabelled(batch, lengths, max_offset: int, n: int):
     assert ((offset >= 1) & (offset <= max_offset)).all()
     ends = torch.tensor([lengths[int(e)] for e in ep], dtype=torch.float32)
     assert (goal_t <= ends).all(), "a goal past the episode's last observation"
+    assert torch.equal(batch["terminated"], (t == ends - 1).float())  # the step into the end
     return t, goal_t
 
 

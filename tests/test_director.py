@@ -317,9 +317,10 @@ def test_hierarchy_update_trains_each_part_only_through_its_own_optimiser(tmp_pa
         metrics
     )
 
-    ((zs, codes, rewards),) = seen
+    ((zs, codes, rewards, dones),) = seen
     assert zs.shape == (4, 8, 32)
     assert codes.shape == (3, 8, 8, 3) and rewards.shape == (2, 3, 8)
+    assert torch.equal(dones, torch.zeros(3, 8))  # toy-reach is not episodic
     with torch.no_grad():
         assert torch.allclose(rewards[1], trainer.goal_vae.recon_error(zs[1:]), atol=1e-5)
     assert (rewards[1] > 0).all()
@@ -368,3 +369,23 @@ def test_director_rejects_bad_settings(tmp_path, override, message):
     overrides = [*TINY, "task=director_walker_walk", override, f"work_dir={tmp_path}"]
     with pytest.raises(ValueError, match=message):
         build(compose_cfg(overrides), overrides)
+
+
+def test_on_episodic_tasks_an_imagined_interval_stops_at_a_predicted_end(tmp_path):
+    trainer = filled_director(tmp_path, ["episodic=true"])
+    model = trainer.agent.model
+    z = model.encode(trainer.buffer.sample_relabelled(2, 8)["obs"]).detach()
+    code = trainer.goal_vae.sample_code((8,))
+    with torch.no_grad():
+        model._termination[-1].bias.fill_(50.0)  # every step ends the episode
+    torch.manual_seed(0)
+    _, ret, _, ended = trainer._imagine_interval(z, code)
+    assert torch.equal(ended, torch.ones(8))
+    torch.manual_seed(0)  # the same first action: only its reward counts
+    action = trainer.worker.pi(z, trainer.goal_vae.decode(code))[1]
+    first = model.two_hot.decode(model.step(z, action)[1]).squeeze(-1)
+    assert torch.allclose(ret, first, atol=1e-6)
+    with torch.no_grad():
+        model._termination[-1].bias.fill_(-50.0)  # never
+    assert torch.equal(trainer._imagine_interval(z, code)[3], torch.zeros(8))
+    trainer.update(1)  # the relabelled batch's terminations reach the goal critic

@@ -48,7 +48,8 @@ def counting_buffer(obs_dim: int, action_dim: int, seed: int, task: str | None =
 def test_relabelled_multitask_batches_are_padded_and_carry_task_indices():
     parts = [(0, counting_buffer(4, 2, 0)), (1, counting_buffer(6, 1, 1))]
     batch = MultitaskBuffer(parts, 6, 2, 16, seed=3).sample_relabelled(3, 256)
-    assert set(batch) == {"obs", "action", "next_obs", "goal_obs", "task"}
+    assert set(batch) == {"obs", "action", "next_obs", "goal_obs", "terminated", "task"}
+    assert batch["terminated"].shape == (256,)
     for key in ("obs", "next_obs", "goal_obs"):
         assert batch[key].shape == (256, 6)
     assert batch["action"].shape == (256, 2) and batch["task"].shape == (256,)

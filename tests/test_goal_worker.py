@@ -191,3 +191,20 @@ def test_optimiser_state_round_trips():
 def test_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         GoalWorker(L, A, **kwargs)
+
+
+def test_td_target_stops_at_a_true_termination():
+    """Where z' ended the episode its similarity counts once and nothing follows it."""
+    worker = randomised(small_worker(), std=0.05)
+    with torch.no_grad():
+        worker._target_Qs.biases[-1].fill_(0.5)
+    next_z, g = latents(6, 0), latents(6, 1)
+    terminated = torch.tensor([[1.0], [0.0], [1.0], [0.0], [0.0], [1.0]])
+    torch.manual_seed(3)
+    cut = worker.td_target(next_z, g, terminated=terminated)
+    torch.manual_seed(3)
+    full = worker.td_target(next_z, g)
+    ended = terminated.bool().squeeze(-1)
+    assert torch.allclose(cut[ended], 0.2 * cosine_max_by_hand(next_z, g)[ended], atol=1e-6)
+    assert torch.equal(cut[~ended], full[~ended])
+    assert (full[ended] > cut[ended]).all()

@@ -39,14 +39,14 @@ def small_manager(**kwargs) -> Manager:
 
 def rollout(manager: Manager, d: int = 6, b: int = 4):
     """Imagined decisions as `imagine` returns them: latents [D+1, B, L], codes
-    [D, B, n, c], rewards [2, D, B] (extrinsic, exploration on another scale)."""
+    [D, B, n, c], rewards [2, D, B] (extrinsic, exploration on another scale), no ends."""
     z = latents(d + 1, b)
     codes = manager.act(z[:-1].reshape(-1, 32)).view(d, b, manager.n_latents, manager.n_classes)
     g = torch.Generator().manual_seed(2)
     rewards = torch.stack(
         [10 * torch.randn(d, b, generator=g), 0.1 * torch.rand(d, b, generator=g)]
     )
-    return z, codes, rewards
+    return z, codes, rewards, torch.zeros(d, b)
 
 
 def test_gae_matches_hand_computation():
@@ -114,7 +114,7 @@ def test_update_metrics_returns_and_scales_match_gae_by_hand():
     with them, and advantages divided by the scales and weighted 1 and
     exploration_weight before they are summed."""
     manager = small_manager(exploration_weight=0.25)
-    z, codes, rewards = rollout(manager)
+    z, codes, rewards, dones = rollout(manager)
     manager.critics[0][-1].bias.data.fill_(0.3)  # non-zero values: the bootstrap matters
     manager.critics[1][-1].bias.data.fill_(-0.2)
     scales = [copy.deepcopy(s) for s in manager.scales]
@@ -131,7 +131,7 @@ def test_update_metrics_returns_and_scales_match_gae_by_hand():
     assert scales[1].value == 1  # the exploration returns do not: floored at 1
 
     before = [p.clone() for p in manager.parameters()]
-    metrics = manager.update(z, codes, rewards)
+    metrics = manager.update(z, codes, rewards, dones)
     assert set(metrics) == METRIC_KEYS
     for key, v in metrics.items():
         assert isinstance(v, torch.Tensor) and v.dim() == 0 and torch.isfinite(v), key
@@ -151,20 +151,20 @@ def test_update_metrics_returns_and_scales_match_gae_by_hand():
 
 def test_critic_loss_is_half_the_mse_to_the_returns():
     manager = small_manager()
-    z, codes, rewards = rollout(manager, d=3, b=2)
+    z, codes, rewards, dones = rollout(manager, d=3, b=2)
     values = torch.zeros(4, 2)  # the critics start at zero
     returns = torch.stack(
         [gae(r, values, torch.zeros(3, 2), manager.gamma, manager.lam)[1] for r in rewards]
     )
-    metrics = manager.update(z, codes, rewards)
+    metrics = manager.update(z, codes, rewards, dones)
     expected = 0.5 * returns.pow(2).mean()
     assert metrics["manager/critic_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_update_with_a_single_decision_stays_finite():
     manager = small_manager()
-    z, codes, rewards = rollout(manager, d=1, b=1)
-    metrics = manager.update(z, codes, rewards)
+    z, codes, rewards, dones = rollout(manager, d=1, b=1)
+    metrics = manager.update(z, codes, rewards, dones)
     assert all(torch.isfinite(v) for v in metrics.values())
 
 
@@ -180,9 +180,9 @@ def test_imagine_plays_each_interval_from_the_last_one():
     def interval(z, code):
         seen.append((z, code))
         next_z = simnorm(world(torch.cat([z, code.flatten(1)], -1)), 8)
-        return next_z, next_z.sum(-1), world.weight.sum() * torch.ones(len(z))
+        return next_z, next_z.sum(-1), world.weight.sum() * torch.ones(len(z)), torch.zeros(len(z))
 
-    zs, codes, rewards = manager.imagine(starts, interval, decisions=3)
+    zs, codes, rewards, dones = manager.imagine(starts, interval, decisions=3)
     assert zs.shape == (4, 5, 32)
     assert codes.shape == (3, 5, 3, 5)
     assert rewards.shape == (2, 3, 5)
@@ -198,7 +198,8 @@ def test_imagine_plays_each_interval_from_the_last_one():
     assert not (zs.requires_grad or codes.requires_grad or rewards.requires_grad)
 
     before = [p.clone() for p in world.parameters()]
-    manager.update(zs, codes, rewards)
+    assert torch.equal(dones, torch.zeros(3, 5))
+    manager.update(zs, codes, rewards, dones)
     assert all(p.grad is None for p in world.parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, world.parameters(), strict=True))
     assert all(p.grad is not None for p in manager.actor.parameters())
@@ -212,7 +213,7 @@ def test_manager_learns_a_bandit():
     for _ in range(200):
         codes = manager.act(z[:-1].reshape(-1, 32)).view(d, b, 2, 4)
         extrinsic = codes[:, :, 0, 2]  # 1 when slot 0 picks class 2
-        manager.update(z, codes, torch.stack([extrinsic, torch.zeros(d, b)]))
+        manager.update(z, codes, torch.stack([extrinsic, torch.zeros(d, b)]), torch.zeros(d, b))
     assert manager.act(z[0, :1], deterministic=True)[0, 0].argmax().item() == 2
 
 
@@ -224,7 +225,9 @@ def test_exploration_term_alone_is_learned_too():
     z = latents(1).expand(d + 1, b, 32).contiguous()
     for _ in range(200):
         codes = manager.act(z[:-1].reshape(-1, 32)).view(d, b, 2, 4)
-        manager.update(z, codes, torch.stack([torch.zeros(d, b), codes[:, :, 1, 3]]))
+        manager.update(
+            z, codes, torch.stack([torch.zeros(d, b), codes[:, :, 1, 3]]), torch.zeros(d, b)
+        )
     assert manager.act(z[0, :1], deterministic=True)[0, 1].argmax().item() == 3
 
 
@@ -259,3 +262,35 @@ def test_optimiser_and_scale_state_round_trips():
 def test_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Manager(32, **{"n_latents": 2, "n_classes": 3, "hidden_dim": 8, **kwargs})
+
+
+def test_an_imagined_end_stops_rewards_and_bootstraps():
+    """A row whose second interval ends the episode earns nothing after it; its returns
+    do not bootstrap past it, and its later decisions weigh nothing in the losses."""
+    manager = small_manager()
+    manager.critics[0][-1].bias.data.fill_(5.0)  # a large value: a bootstrap would show
+    starts = latents(2)
+    calls = []
+
+    def interval(z, code):
+        calls.append(len(calls))
+        ended = torch.tensor([0.0, 1.0]) if len(calls) == 2 else torch.zeros(2)
+        return z, torch.ones(2), torch.zeros(2), ended
+
+    zs, codes, rewards, dones = manager.imagine(starts, interval, decisions=4)
+    assert torch.equal(dones, torch.tensor([[0.0, 0], [0, 1], [0, 1], [0, 1]]))
+    assert torch.equal(rewards[0, :, 1], torch.tensor([1.0, 1, 0, 0]))  # after the end: 0
+    assert torch.equal(rewards[0, :, 0], torch.ones(4))
+    with torch.no_grad():
+        values = manager.critics[0](zs).squeeze(-1)
+    _, returns = gae(rewards[0], values, dones, manager.gamma, manager.lam)
+    assert returns[1, 1] == pytest.approx(1.0)  # the last reward, no bootstrap
+    assert returns[1, 0] > 5  # the live row bootstraps from its critic
+    other = copy.deepcopy(manager)
+    manager.update(zs, codes, rewards, dones)
+    # The ended row's latents after its end move nothing: not the critics, not the actor.
+    elsewhere = zs.clone()
+    elsewhere[3:, 1] = latents(2, seed=5)
+    other.update(elsewhere, codes, rewards, dones)
+    for p, q in zip(manager.parameters(), other.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6)

@@ -251,9 +251,10 @@ def test_a_pixel_run_on_deepmind_control_renders_and_learns_from_frames(tmp_path
 
 
 def test_a_gymnasium_pixel_run_renders_records_video_and_exits_cleanly(tmp_path):
-    """gym-Hopper-v5 from pixels (episodic by default); its renderers close before the
-    interpreter tears OpenGL down, so the run ends without EGL errors on stderr."""
+    """The hierarchy on gym-Hopper-v5 from pixels (episodic by default); the renderers
+    close before the interpreter tears OpenGL down, so no EGL errors reach stderr."""
     args = [*TINY, "task=gym-Hopper-v5", "obs=rgb", "num_channels=8", "steps=30"]
+    args += ["trainer=director", "worker.batch_size=16", "manager.batch_size=16"]
     args += ["seed_steps=20", "eval_freq=30", "eval_episodes=1", "save_video=true"]
     args += ["threads=1", "progress_bar=false", f"work_dir={tmp_path}"]
     proc = subprocess.run(
@@ -267,6 +268,9 @@ def test_a_gymnasium_pixel_run_renders_records_video_and_exits_cleanly(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Exception ignored" not in proc.stderr, proc.stderr[-3000:]
     assert all(np.isfinite(eval_returns(tmp_path)))
+    payload = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert payload["cfg"]["episodic"] is True and payload["director"]["updates"] > 0
+    assert any(key.startswith("_termination.") for key in payload["agent"]["model"])
     assert sorted(p.name for p in (tmp_path / "videos").glob("*.mp4")) == [
         "eval_0.mp4",
         "eval_30.mp4",

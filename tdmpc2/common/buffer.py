@@ -231,7 +231,8 @@ class Buffer:
     def sample_relabelled(
         self, max_offset: int, batch_size: int | None = None
     ) -> dict[str, torch.Tensor]:
-        """Transitions with hindsight goals: obs, action, next_obs and goal_obs, each [B, ...].
+        """Transitions with hindsight goals: obs, action, next_obs, goal_obs and terminated
+        (1 where next_obs ended the episode by a true termination), each [B, ...].
 
         goal_obs is the observation 1..max_offset steps (uniform) after obs in the same
         episode; an offset past the episode's end falls back to next_obs.
@@ -249,6 +250,7 @@ class Buffer:
             "action": self._action[start],
             "next_obs": self._stacked_obs(following),
             "goal_obs": self._stacked_obs(goal),
+            "terminated": self._terminated[start],
         }
         return {k: v.to(self.device) for k, v in batch.items()}
 

@@ -105,13 +105,20 @@ class GoalWorker(OwnOptimisers, nn.Module):
 
     @torch.no_grad()
     def td_target(
-        self, next_z: torch.Tensor, goal: torch.Tensor, mask: torch.Tensor | None = None
+        self,
+        next_z: torch.Tensor,
+        goal: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        terminated: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(1 - gamma) * similarity(z', g) + gamma * min target Q_g(z', pi_g(z', g), g)."""
+        """(1 - gamma) * similarity(z', g) + gamma * min target Q_g(z', pi_g(z', g), g),
+        without the second term where z' ended the episode (`terminated` [B, 1])."""
         action = self.pi(next_z, goal, mask)[1]
-        next_q = self.q(next_z, action, goal, target=True).min(0).values
+        next_q = self.q(next_z, action, goal, target=True).min(0).values.clamp(0, 1)
+        if terminated is not None:
+            next_q = next_q * (1 - terminated)
         gamma = self.goal_discount
-        return (1 - gamma) * cosine_max(next_z, goal) + gamma * next_q.clamp(0, 1)
+        return (1 - gamma) * cosine_max(next_z, goal) + gamma * next_q
 
     def update(
         self,
@@ -121,15 +128,17 @@ class GoalWorker(OwnOptimisers, nn.Module):
         goal: torch.Tensor,
         task_value: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         mask: torch.Tensor | None = None,
+        terminated: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """One critic step (TD on the relabelled goals) and one policy step.
 
         The policy maximises what the planner maximises, divided by the Q range:
         `task_value(z, a)` (the world model's Q over its running range, critics
-        frozen) plus goal_coef * Q_g, plus entropy. `mask`: see `pi`.
+        frozen) plus goal_coef * Q_g, plus entropy. `mask`: see `pi`; `terminated`: see
+        `td_target`.
         """
         z, next_z, goal = z.detach(), next_z.detach(), goal.detach()
-        target = self.td_target(next_z, goal, mask)
+        target = self.td_target(next_z, goal, mask, terminated)
         q_loss = F.mse_loss(self.q(z, action, goal), target.expand(2, -1, -1))
         q_loss.backward()
         nn.utils.clip_grad_norm_(self._Qs.parameters(), self.grad_clip)

@@ -134,30 +134,35 @@ class Manager(OwnOptimisers, nn.Module):
         """Rolls `decisions` Manager decisions forward from latents z [B, latent].
 
         `interval(z, codes)` plays one goal interval in the world model and returns
-        (latents at its end, extrinsic return, exploration bonus), the last two [B].
-        Returns latents [D+1, B, latent], codes [D, B, n_latents, n_classes] and
-        rewards [terms, D, B].
+        (latents at its end, extrinsic return, exploration bonus, ended), the last three
+        [B]; `ended` is 1 where the world model predicted the episode's end in the
+        interval (episodic tasks). Returns latents [D+1, B, latent], codes
+        [D, B, n_latents, n_classes], rewards [terms, D, B] and dones [D, B].
         """
-        zs, codes, rewards = [z], [], []
+        zs, codes, rewards, dones = [z], [], [], []
+        ended = torch.zeros(len(z), device=z.device)
         for _ in range(decisions):
             code = self.dist(z).sample()
-            z, extrinsic, exploration = interval(z, code)
+            z, extrinsic, exploration, done = interval(z, code)
             zs.append(z)
             codes.append(code)
-            rewards.append(torch.stack([extrinsic, exploration]))
-        return torch.stack(zs), torch.stack(codes), torch.stack(rewards, 1)
+            alive = 1 - ended  # after an end, nothing more is earned
+            rewards.append(torch.stack([extrinsic * alive, exploration * alive]))
+            ended = torch.maximum(ended, done)
+            dones.append(ended)
+        return torch.stack(zs), torch.stack(codes), torch.stack(rewards, 1), torch.stack(dones)
 
     def update(
-        self, z: torch.Tensor, codes: torch.Tensor, rewards: torch.Tensor
+        self, z: torch.Tensor, codes: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """One actor (REINFORCE + entropy) and one critic step on imagined decisions.
 
         z [D+1, B, latent] (decision states and the bootstrap state), codes
-        [D, B, n_latents, n_classes], rewards [terms, D, B]. Imagined rollouts do not
-        end, so every return bootstraps from the critics.
+        [D, B, n_latents, n_classes], rewards [terms, D, B], dones [D, B] (1 from the
+        decision whose interval ended the episode on): returns bootstrap from the
+        critics except after an end.
         """
         z = z.detach()
-        dones = torch.zeros_like(rewards[0])
         values = torch.stack([critic(z).squeeze(-1) for critic in self.critics])
         advantage = torch.zeros_like(dones)
         returns = []
@@ -173,16 +178,18 @@ class Manager(OwnOptimisers, nn.Module):
         log_probs = F.log_softmax(self.logits(z[:-1]), -1)
         entropy = -(log_probs.exp() * log_probs).sum((-2, -1))
         log_prob = (codes * log_probs).sum((-2, -1))
+        # Decisions after an imagined end are not the Manager's to learn from.
+        live = torch.cat([torch.ones_like(dones[:1]), 1 - dones[:-1]])
         # Entropy as a share of its maximum (Director's normalised entropy bonus): the
         # coefficient means the same for every code shape.
-        bonus = self.entropy_coef * entropy.mean() / self.max_entropy()
-        actor_loss = -(log_prob * advantage).mean() - bonus
+        bonus = self.entropy_coef * (entropy * live).mean() / self.max_entropy()
+        actor_loss = -(log_prob * advantage * live).mean() - bonus
         self.actor_optim.zero_grad(set_to_none=True)
         actor_loss.backward()
         nn.utils.clip_grad_norm_(self.actor.parameters(), self.grad_clip)
         self.actor_optim.step()
 
-        critic_loss = 0.5 * F.mse_loss(values[:, :-1], returns)
+        critic_loss = 0.5 * F.mse_loss(values[:, :-1] * live, returns * live)
         self.critic_optim.zero_grad(set_to_none=True)
         critic_loss.backward()
         nn.utils.clip_grad_norm_(self.critics.parameters(), self.grad_clip)

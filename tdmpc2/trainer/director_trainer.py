@@ -218,7 +218,10 @@ class Hierarchy(Trainer):
             decoded = self.goal_vae.decode(self.goal_vae.sample_code((len(z) - half,)))
         goal = torch.cat([future_z[:half], decoded])
         task_value = functools.partial(self._task_value, task=task)
-        metrics.update(self.worker.update(z, batch["action"], next_z, goal, task_value, mask))
+        terminated = batch["terminated"].unsqueeze(-1) if self.cfg.episodic else None
+        metrics.update(
+            self.worker.update(z, batch["action"], next_z, goal, task_value, mask, terminated)
+        )
         self._hierarchy_updates += 1
         m = self.cfg.manager
         if self._hierarchy_updates % int(m.update_every) == 0:
@@ -240,20 +243,25 @@ class Hierarchy(Trainer):
     @torch.no_grad()
     def _imagine_interval(
         self, z: torch.Tensor, code: torch.Tensor, task: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One goal interval in the world model under the goal policy: (last latents,
-        discounted predicted reward, Goal-VAE reconstruction error of the last latents).
-        With `task` [B], each row steps and discounts as its task does."""
+        discounted predicted reward, Goal-VAE reconstruction error of the last latents,
+        1 where the interval ended the episode). With `task` [B], each row steps and
+        discounts as its task does. On episodic tasks rewards stop at the first
+        predicted termination, as in planning."""
         model, goal = self.agent.model, self.goal_vae.decode(code)
         mask = None if task is None else model.action_masks[task]
         gamma = self.agent._gamma(task)
         ret, discount = torch.zeros(len(z), device=z.device), 1.0
+        alive = torch.ones(len(z), device=z.device)
         for _ in range(self.interval):
             action = self.worker.pi(z, goal, mask)[1]
             z, reward = model.step(z, action, task)
-            ret += discount * model.two_hot.decode(reward).squeeze(-1)
+            ret += discount * alive * model.two_hot.decode(reward).squeeze(-1)
+            if self.cfg.episodic:
+                alive = alive * (model.termination(z, task).squeeze(-1) <= 0)
             discount = discount * gamma
-        return z, ret, self.goal_vae.recon_error(z)
+        return z, ret, self.goal_vae.recon_error(z), 1 - alive
 
     # ------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:

@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 TASK ?= $(if $(wildcard tdmpc2/configs/task/director_walker_walk.yaml),director_walker_walk,walker-walk)
 ARGS ?=
 PYTEST_ARGS ?=
+# Test files run on two worker processes (one per core here), each with its share of threads.
+PYTEST_WORKERS ?= 2
 
 .PHONY: install train test lint format
 
@@ -20,7 +22,7 @@ train: install
 	$(PY) tdmpc2/train.py task=$(TASK) $(ARGS)
 
 test: install lint
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -13,6 +13,9 @@ from omegaconf import DictConfig
 from tdmpc2.common.parser import parse_cfg, register_configs
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; training never needs it
+if os.environ.get("PYTEST_XDIST_WORKER"):  # parallel workers share the cores, a few each
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 register_configs()
 
 ROOT = Path(__file__).resolve().parents[1]

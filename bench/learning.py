@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import signal
 import statistics
@@ -40,6 +41,7 @@ from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("MUJOCO_GL", "egl")  # the random-actions baseline builds the task
 
 from tdmpc2.common.curves import read_rows, reference_curve  # noqa: E402
 

@@ -5,6 +5,7 @@
     python bench/learning.py report        # Markdown table + learning.png from the run folders
     python bench/learning.py control       # goal reach of each hierarchy: trained vs goal_coef=0
     python bench/learning.py control --goal-coefs 1 10   # ... and at stronger goal weights
+    python bench/learning.py control --tasks walker-walk --overrides manager.deterministic=true
 
 An agent is `flat`, `director`, or `NAME=key=value,key=value` (Hydra overrides on top
 of flat, e.g. `director-g0=trainer=director,worker.goal_coef=0`). Every run of the
@@ -201,20 +202,34 @@ def launch_hydra(args: argparse.Namespace, todo: list[Run]) -> int:
 
 
 # ----------------------------------------------------------------------- control
-def evaluate_run(run_dir: Path, cfg, goal_coef: float, episodes: int) -> dict[str, float]:
+EVALUATED = ("episode_reward", "goal_reached", "goal_similarity")  # control's columns
+
+
+def evaluate_run(
+    run_dir: Path, cfg, goal_coef: float, episodes: int, overrides: Sequence[str] = ()
+) -> dict[str, float]:
     """One evaluation of a run's checkpoint at `goal_coef`; its row of eval/eval.csv."""
     command = [sys.executable, str(EVALUATE), f"checkpoint={run_dir}", f"task={cfg.task}"]
     command += [f"eval_episodes={episodes}", "threads=1", f"worker.goal_coef={goal_coef}"]
+    command += overrides
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{run_dir}: evaluation failed: {done.stderr.strip()[-500:]}")
     row = read_rows(run_dir / "eval" / "eval.csv")[-1]
-    return {k: float(v) for k, v in row.items() if v}
+    return {k: float(row[k]) for k in EVALUATED if row.get(k)}
 
 
-def control(out: Path, episodes: int, jobs: int, goal_coefs: Sequence[float] = ()) -> str:
-    """Goal reach and return of every finished hierarchical run, as trained, with the
-    goal term off (worker.goal_coef=0) and at any other `goal_coefs`: a Markdown table.
+def control(
+    out: Path,
+    episodes: int,
+    jobs: int,
+    goal_coefs: Sequence[float] = (),
+    tasks: Sequence[str] = (),
+    overrides: Sequence[str] = (),
+) -> str:
+    """Goal reach and return of every finished hierarchical run (of `tasks`, if given), as
+    trained, with the goal term off (worker.goal_coef=0) and at any other `goal_coefs`,
+    each evaluation with `overrides` on top: a Markdown table.
 
     A run's evaluations run one after another (they append to the same eval.csv); runs
     run side by side, `jobs` at a time.
@@ -222,17 +237,22 @@ def control(out: Path, episodes: int, jobs: int, goal_coefs: Sequence[float] = (
     runs = []
     for config in sorted(out.glob("*/*/seed*/config.yaml")):
         run_dir, cfg = config.parent, OmegaConf.load(config)
+        if tasks and run_dir.parents[1].name not in tasks:
+            continue
         trained = float(OmegaConf.select(cfg, "worker.goal_coef", default=0.0) or 0.0)
         hierarchy = cfg.get("trainer") == "director" and trained > 0
         if hierarchy and finished(run_dir, cfg.steps) and (run_dir / "checkpoint.pt").is_file():
             coefs = list(dict.fromkeys([trained, 0.0, *map(float, goal_coefs)]))
             runs.append((run_dir, cfg, coefs))
     if not runs:
-        raise FileNotFoundError(f"no finished hierarchical run with a checkpoint under {out}")
+        where = f" of {', '.join(tasks)}" if tasks else ""
+        raise FileNotFoundError(
+            f"no finished hierarchical run{where} with a checkpoint under {out}"
+        )
 
     def evaluate_all(run: tuple) -> list[dict[str, float]]:
         run_dir, cfg, coefs = run
-        return [evaluate_run(run_dir, cfg, coef, episodes) for coef in coefs]
+        return [evaluate_run(run_dir, cfg, coef, episodes, overrides) for coef in coefs]
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(evaluate_all, runs))
@@ -447,6 +467,13 @@ def main(argv: list[str] | None = None) -> None:
     ctl.add_argument(
         "--goal-coefs", type=float, nargs="*", default=[], help="more goal weights to evaluate"
     )
+    ctl.add_argument("--tasks", nargs="*", default=[], help="only these tasks' runs")
+    ctl.add_argument(
+        "--overrides",
+        nargs="*",
+        default=[],
+        help="for every evaluation, e.g. manager.deterministic=true",
+    )
     rep = sub.add_parser("report", help="Markdown table and learning.png of the run folders")
     rep.add_argument("--reference", type=Path, default=ROOT.parent / "shared" / "reference")
     rep.add_argument("--png", type=Path, help="default: OUT/learning.png")
@@ -457,7 +484,16 @@ def main(argv: list[str] | None = None) -> None:
         if args.mode in ("run", "control") and args.jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
         if args.mode == "control":
-            print(control(args.out, args.eval_episodes, args.jobs, args.goal_coefs))
+            print(
+                control(
+                    args.out,
+                    args.eval_episodes,
+                    args.jobs,
+                    args.goal_coefs,
+                    args.tasks,
+                    args.overrides,
+                )
+            )
             return
         if args.mode == "run":
             for spec in args.agents:

@@ -4,8 +4,9 @@
 of the first episode into the run directory (a warning, not a crash, without a renderer).
 The checkpoint's own config is used, so model sizes and Director settings need not be
 repeated; `eval_episodes`, `seed`, `save_video`, `device` and `threads` may be overridden,
-and `worker.goal_coef` when given on the command line: `worker.goal_coef=0` evaluates a
-trained hierarchy with the flat planner, the control for its goal reach.
+and `worker.goal_coef` and `manager.deterministic` when given on the command line:
+`worker.goal_coef=0` evaluates a trained hierarchy with the flat planner, the control for
+its goal reach; `manager.deterministic=true` takes the Manager's mode instead of sampling.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from tdmpc2.envs.wrappers.render import RendererError
 from tdmpc2.train import build, cli_overrides
 
 EVAL_KEYS = ("eval_episodes", "seed", "save_video", "device", "threads")
-CONTROL_KEYS = ("worker.goal_coef",)  # changed only when given on the command line
+# Changed only when given on the command line: the goal weight (0: the control planner)
+# and how the Manager picks its codes.
+CONTROL_KEYS = ("worker.goal_coef", "manager.deterministic")
 
 
 def evaluate(cfg: DictConfig, overrides: list[str]) -> dict[str, float]:

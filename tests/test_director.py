@@ -336,6 +336,21 @@ def test_manager_learns_every_update_every_updates(tmp_path):
     assert len(calls) == 2
 
 
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_evaluation_samples_the_managers_codes_unless_deterministic(tmp_path, deterministic):
+    """Director samples its Manager's codes in evaluation too; its mode on request. The
+    fresh Manager is uniform, so sampled codes differ and the mode is always class 0."""
+    trainer = filled_director(tmp_path, [f"manager.deterministic={deterministic}"])
+    obs = torch.zeros(trainer.cfg.obs_shape["state"][0])
+    torch.manual_seed(0)
+    for t in range(0, 10 * trainer.interval, trainer.interval):
+        trainer._choose_goal(obs, t, eval_mode=True)
+    classes = torch.cat(trainer._eval_stats["codes"]).argmax(-1)  # [10, n_latents]
+    assert classes.shape == (10, trainer.goal_vae.n_latents)
+    assert (classes == 0).all() == deterministic
+    assert not trainer._stats["codes"]  # evaluation leaves the training episode's stats
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -160,11 +160,18 @@ def test_a_grid_stopped_by_sigterm_resumes_where_it_stopped(tmp_path):
 def test_control_evaluates_each_hierarchy_with_and_without_its_goal_term(grid):
     out, _ = grid
     assert (out / "walker-walk" / "director" / "seed1" / "checkpoint.pt").is_file()
-    result = bench("control", "--out", out, "--eval-episodes", "1", timeout=600)
+    other = bench("control", "--out", out, "--tasks", "cup-catch")
+    assert other.returncode != 0
+    assert "no finished hierarchical run of cup-catch" in other.stderr
+    command = ["control", "--out", out, "--eval-episodes", "1", "--tasks", "walker-walk"]
+    command += ["--overrides", "manager.deterministic=true"]
+    result = bench(*command, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines()[2:]]
     assert [(r[1].strip(), r[3].strip()) for r in rows] == [("director", "0.1"), ("director", "0")]
     for row in rows:  # goal reach is a share and a similarity, both in [0, 1]
         assert 0 <= float(row[5]) <= 1 and 0 <= float(row[6]) <= 1
     evaluated = (out / "walker-walk" / "director" / "seed1" / "eval" / "eval.csv").read_text()
-    assert "worker.goal_coef" in evaluated.splitlines()[0]
+    assert {"worker.goal_coef", "manager.deterministic"} <= set(
+        evaluated.splitlines()[0].split(",")
+    )

@@ -160,6 +160,9 @@ class Hierarchy(Trainer):
         )
 
     def _choose_goal(self, obs: torch.Tensor, t: int, eval_mode: bool) -> None:
+        """Random codes while seeding, then the Manager's: sampled in evaluation too, as
+        Director's are (only the planner acts greedily there), so an episode's goals change
+        and its goal reach means something; `manager.deterministic` takes the mode."""
         z = self._encode(obs)
         stats = self._eval_stats if eval_mode else self._stats
         if t > 0:
@@ -167,8 +170,7 @@ class Hierarchy(Trainer):
         if not eval_mode and self.seeding:
             code = self.goal_vae.sample_code((1,))
         else:
-            greedy = eval_mode or bool(self.cfg.manager.deterministic)
-            code = self.manager.act(z, deterministic=greedy)
+            code = self.manager.act(z, deterministic=bool(self.cfg.manager.deterministic))
         with torch.no_grad():
             self._goal = self.goal_vae.decode(code)
         stats["codes"].append(code)

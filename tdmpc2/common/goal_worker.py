@@ -38,7 +38,7 @@ class GoalWorker(OwnOptimisers, nn.Module):
         action_dim: int,
         hidden_dim: int = 256,
         goal_discount: float = 0.9,
-        goal_coef: float = 0.1,
+        goal_coef: float = 1.0,
         lr: float = 3e-4,
         tau: float = 0.01,
         entropy_coef: float = 1e-4,

@@ -18,6 +18,8 @@ from tdmpc2.common.scale import RunningScale
 from tdmpc2.common.world_model import WorldModel
 
 GoalValue = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+# Goal values in [0, 1] whose spread over the candidates is below this count as this spread.
+GOAL_SPREAD_FLOOR = 0.01
 
 
 def keep_freed_memory() -> None:
@@ -134,8 +136,8 @@ class TDMPC2:
     ) -> torch.Tensor:
         """Action in [-1, 1] for one observation; `t0` marks the first step of an episode.
 
-        With a `goal` latent the planner also rewards approaching it (Director's worker):
-        see `_goal_term`.
+        With a `goal` latent the planner also values approaching it (Director's worker):
+        see `_estimate_value`.
         """
         obs = obs.to(self.device, non_blocking=True).unsqueeze(0)
         if task is not None:
@@ -156,49 +158,56 @@ class TDMPC2:
         actions: torch.Tensor,
         goal: torch.Tensor | None = None,
         task: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | float]:
+    ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | float, torch.Tensor | float]:
         """Discounted reward sum [N, 1] of latent rollouts, their last latents, the
-        discount after the horizon, and which rollouts are still alive: on episodic tasks
-        [N, 1], 0 after a predicted termination (no reward or value after it), else 1.
+        discount after the horizon, which rollouts are still alive (on episodic tasks
+        [N, 1], 0 after a predicted termination: no reward or value after it, else 1),
+        and with a `goal` the goal value's part inside the horizon [N, 1] (else 0).
 
         z is [N, latent], or [1, latent] when all N rollouts start from the same latent.
-        With a `goal`, the sum also holds the goal term's part inside the horizon.
         """
-        G, discount, alive, gamma = 0, 1.0, 1.0, self._gamma(task)
-        if goal is not None:
-            weight = self._goal_weight()
-            goal_discount = float(self.cfg.worker.goal_discount)
+        G, V, discount, alive, gamma = 0, 0, 1.0, 1.0, self._gamma(task)
+        goal_discount = float(self.cfg.worker.goal_discount) if goal is not None else 0.0
         for t in range(self.cfg.horizon):
             z, reward = self.model.step(z, actions[t], task)
             reward = self.model.two_hot.decode(reward)
             G = G + discount * alive * reward
             if goal is not None:
                 similarity = cosine_max(z, goal)
-                G = G + weight * (1 - goal_discount) * goal_discount**t * similarity * alive
+                V = V + (1 - goal_discount) * goal_discount**t * similarity * alive
             if self.model.episodic:
                 alive = alive * (self.model.termination(z, task) <= 0)
             discount *= gamma
-        return G, z, discount, alive
+        return G, z, discount, alive, V
 
-    def _goal_weight(self) -> torch.Tensor:
-        """`goal_coef` in units of the Q range: the goal term weighs the same against the
-        task's value at every model size, task and stage of training."""
-        return self.cfg.worker.goal_coef * self.scale.value
-
-    def _goal_term(
+    def _goal_value(
         self, z: torch.Tensor, goal: torch.Tensor, task: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The goal term's part after the horizon, from the last latents z [N, 1].
+        """The goal value's part after the horizon, from the last latents z: [N, 1].
 
-        The whole term is `goal_coef * Q range * V`, where V in [0, 1] is the goal
-        similarity of the next latents discounted by `worker.goal_discount` and weighted
-        by (1 - goal_discount): inside the horizon from the rollout, after it from
-        `goal_value` (or, without one, as if the last latent stayed put).
+        The goal value V in [0, 1] is the goal similarity of the next latents discounted
+        by `worker.goal_discount` and weighted by (1 - goal_discount): inside the horizon
+        from the rollout, after it from `goal_value` (or, without one, as if the last
+        latent stayed put).
         """
         mask = None if task is None else self.model.action_masks[task]
         tail = cosine_max(z, goal) if self.goal_value is None else self.goal_value(z, goal, mask)
-        horizon_discount = float(self.cfg.worker.goal_discount) ** self.cfg.horizon
-        return self._goal_weight() * horizon_discount * tail
+        return float(self.cfg.worker.goal_discount) ** self.cfg.horizon * tail
+
+    def _goal_weight(self, value: torch.Tensor, goal_value: torch.Tensor) -> torch.Tensor:
+        """What one unit of goal value is worth against the task's value.
+
+        `worker.goal_scale: spread` (the default) makes the goal term's spread over the
+        candidates `goal_coef` times the task value's: the spread, not the range, decides
+        which candidates are elites, so the goal moves them by the same share whatever
+        the sizes of Q and of the similarities. A goal value that hardly varies (sd below
+        GOAL_SPREAD_FLOOR) counts for less. `range`: `goal_coef` times the running Q
+        range the policy loss uses.
+        """
+        coef = self.cfg.worker.goal_coef
+        if self.cfg.worker.goal_scale == "range":
+            return coef * self.scale.value
+        return coef * value.std() / goal_value.std().clamp_min(GOAL_SPREAD_FLOOR)
 
     @torch.no_grad()
     def _estimate_value(
@@ -211,18 +220,26 @@ class TDMPC2:
     ) -> torch.Tensor:
         """Discounted return of latent rollouts plus the policy's Q at the end: [N, 1].
 
+        With a `goal`, plus the goal term: the goal value V in [0, 1] of each candidate
+        times `_goal_weight`.
+
         `prefix` is the `_rollout` of rows rolled out before, placed ahead of these: the
         policy prior's trajectories keep their actions through all MPPI iterations and
         the rollout is deterministic, so only their terminal value is drawn again.
         """
-        G, z, discount, alive = self._rollout(z, actions, goal, task)
+        G, z, discount, alive, V = self._rollout(z, actions, goal, task)
         if prefix is not None:
             G, z = torch.cat([prefix[0], G]), torch.cat([prefix[1], z])
             if self.model.episodic:
                 alive = torch.cat([prefix[3], alive])
+            if goal is not None:
+                V = torch.cat([prefix[4], V])
         action = self.model.pi_action(z, task)
         value = G + discount * alive * self.model.Q(z, action, return_type="avg", task=task)
-        return value if goal is None else value + alive * self._goal_term(z, goal, task)
+        if goal is None:
+            return value
+        V = V + alive * self._goal_value(z, goal, task)
+        return value + self._goal_weight(value, V) * V
 
     @torch.no_grad()
     def _plan(

@@ -110,11 +110,13 @@ def test_goal_none_plans_like_a_zero_goal_term():
     assert torch.equal(flat, with_goal)
 
 
-def test_goal_term_is_bounded_by_the_goal_weight():
-    """The whole goal term (inside the horizon and after it) is goal_coef * Q range * V
-    with V in [0, 1]; the part after the horizon is at most gd^H of that weight, and
-    reaches it when the goal value is 1."""
-    cfg = director_cfg(["worker.goal_coef=0.4", "worker.goal_discount=0.8"])
+def test_goal_term_with_range_scale_is_bounded_by_the_goal_weight():
+    """With goal_scale range the whole goal term (inside the horizon and after it) is
+    goal_coef * Q range * V with V in [0, 1]; the part of V after the horizon is at
+    most gd^H, and reaches it when the goal value is 1."""
+    cfg = director_cfg(
+        ["worker.goal_coef=0.4", "worker.goal_discount=0.8", "worker.goal_scale=range"]
+    )
     agent = TDMPC2(cfg)
     agent.scale.percentiles.copy_(torch.tensor([0.0, 3.0]))  # Q range 3
     weight = 0.4 * 3.0
@@ -122,9 +124,9 @@ def test_goal_term_is_bounded_by_the_goal_weight():
     actions = torch.rand(cfg.horizon, 40, 3) * 2 - 1
     with torch.no_grad():
         last = agent._rollout(z, actions)[1]
-    tail_bound = weight * 0.8**cfg.horizon
+    tail_bound = 0.8**cfg.horizon
     for goal in (simnorm(torch.randn(1, 32), 8), last[:1]):  # a random goal; a reached one
-        tail = agent._goal_term(last, goal)
+        tail = agent._goal_value(last, goal)
         assert tail.shape == (40, 1)
         assert (tail >= 0).all() and (tail <= tail_bound + 1e-6).all()
         torch.manual_seed(0)
@@ -133,11 +135,40 @@ def test_goal_term_is_bounded_by_the_goal_weight():
         flat = agent._estimate_value(z, actions)
         term = with_goal - flat
         assert (term >= -1e-5).all() and (term <= weight + 1e-5).all()
-    assert torch.allclose(agent._goal_term(last[:1], last[:1]), torch.tensor(tail_bound))
+    assert torch.allclose(agent._goal_value(last[:1], last[:1]), torch.tensor(tail_bound))
     agent.goal_value = lambda z, g, mask: torch.ones(len(z), 1)  # the largest goal value
-    assert torch.allclose(agent._goal_term(last, goal), torch.full((40, 1), tail_bound))
+    assert torch.allclose(agent._goal_value(last, goal), torch.full((40, 1), tail_bound))
     agent.goal_value = lambda z, g, mask: torch.zeros(len(z), 1)
-    assert torch.equal(agent._goal_term(last, goal), torch.zeros(40, 1))
+    assert torch.equal(agent._goal_value(last, goal), torch.zeros(40, 1))
+
+
+def test_goal_term_with_spread_scale_spreads_goal_coef_times_the_task_value():
+    """goal_scale spread: over the candidates, the goal term's sd is goal_coef times the
+    task value's, whatever the Q range; a goal value that hardly varies weighs less."""
+    cfg = director_cfg(["worker.goal_coef=0.5", "worker.goal_scale=spread"])
+    agent = TDMPC2(cfg)
+    z = simnorm(torch.randn(1, 32), 8)
+    actions = torch.rand(cfg.horizon, 40, 3) * 2 - 1
+    goal = simnorm(torch.randn(1, 32), 8)
+
+    def goal_term() -> tuple[torch.Tensor, torch.Tensor]:
+        torch.manual_seed(0)
+        with_goal = agent._estimate_value(z, actions, goal=goal)
+        torch.manual_seed(0)
+        flat = agent._estimate_value(z, actions)
+        return with_goal - flat, flat
+
+    for q_range in (1.0, 50.0):  # the Q range does not enter
+        agent.scale.percentiles.copy_(torch.tensor([0.0, q_range]))
+        agent.goal_value = lambda z, g, mask: torch.sigmoid(4 * (z - g).sum(-1, keepdim=True))
+        term, flat = goal_term()
+        assert torch.allclose(term.std(), 0.5 * flat.std(), rtol=1e-4)
+        assert (term >= 0).all()
+    # A goal value nearly equal for every candidate: its sd counts as GOAL_SPREAD_FLOOR.
+    agent.goal_value = lambda z, g, mask: 0.5 + 1e-3 * z[:, :1]
+    agent._rollout = lambda z, actions, goal, task: (*TDMPC2._rollout(agent, z, actions)[:4], 0)
+    term, flat = goal_term()
+    assert term.std() < 0.5 * flat.std() * 0.2
 
 
 def test_goal_conditioned_planning_moves_toward_the_goal():

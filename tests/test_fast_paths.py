@@ -324,9 +324,11 @@ def test_bins_built_during_planning_still_serve_autograd():
 def plain_value(agent: TDMPC2, z: torch.Tensor, actions: torch.Tensor, goal=None):
     """The planner's value estimate with the unfused modules and a per-head Q loop.
 
-    With a goal, plus goal_coef * Q range * V: inside the horizon (1 - gd) * gd^t times
-    the similarity of each next latent, after it gd^H times the goal value of the last
-    latent (its similarity when the agent has no `goal_value`).
+    With a goal, plus a weight times V: inside the horizon (1 - gd) * gd^t times the
+    similarity of each next latent, after it gd^H times the goal value of the last
+    latent (its similarity when the agent has no `goal_value`). The weight is goal_coef
+    times the Q range (goal_scale range) or times the candidates' value sd over their
+    V's sd, at least 0.01 (spread).
     """
     m, cfg = agent.model, agent.cfg
     z = z.expand(actions.shape[1], -1)
@@ -355,7 +357,9 @@ def plain_value(agent: TDMPC2, z: torch.Tensor, actions: torch.Tensor, goal=None
         return value
     tail = similarity(z) if agent.goal_value is None else agent.goal_value(z, goal, None)
     V = V + gd**cfg.horizon * tail
-    return value + cfg.worker.goal_coef * agent.scale.value * V
+    if cfg.worker.goal_scale == "range":
+        return value + cfg.worker.goal_coef * agent.scale.value * V
+    return value + cfg.worker.goal_coef * value.std() / V.std().clamp_min(0.01) * V
 
 
 def goal_setup(agent: TDMPC2, goal: str | None) -> torch.Tensor | None:
@@ -369,12 +373,16 @@ def goal_setup(agent: TDMPC2, goal: str | None) -> torch.Tensor | None:
     return simnorm(torch.randn(1, 32), 8)
 
 
-@pytest.mark.parametrize("goal", [None, "similarity", "goal_value"])
-def test_value_estimate_equals_the_plain_loop(agent, goal):
+@pytest.mark.parametrize(
+    "goal, scale",
+    [(None, None), ("similarity", "spread"), ("goal_value", "spread"), ("goal_value", "range")],
+)
+def test_value_estimate_equals_the_plain_loop(agent, goal, scale):
     if goal and not HAS_DIRECTOR:
         pytest.skip("the Director extension is rolled back")
     if goal:
         agent.cfg.worker.goal_coef = 0.7
+        agent.cfg.worker.goal_scale = scale
     z = simnorm(torch.randn(1, 32), 8)
     actions = torch.rand(agent.cfg.horizon, 50, 3) * 2 - 1
     goal = goal_setup(agent, goal)

@@ -41,6 +41,8 @@ def check_director_cfg(cfg: DictConfig) -> None:
         )
     if float(w.goal_coef) < 0:
         raise ConfigError(f"worker.goal_coef must be >= 0, got {w.goal_coef}")
+    if w.goal_scale not in ("spread", "range"):
+        raise ConfigError(f"worker.goal_scale must be spread or range, got {w.goal_scale}")
 
 
 def empty_stats() -> dict[str, list]:

@@ -119,7 +119,8 @@ def configs():
         cfg = parse_cfg(compose("config", overrides=overrides), overrides)
     assert cfg.task == "walker-walk" and cfg.trainer == "director"
     assert cfg.manager.goal_interval == 5 and cfg.goal_vae.n_latents == 4
-    assert cfg.goal_vae.n_classes == 8 and cfg.worker.goal_coef == 1.0
+    assert cfg.goal_vae.n_classes == 8 and cfg.worker.goal_coef == 0.5
+    assert cfg.worker.goal_scale == "spread"
 
 failed = 0
 for label, check in [

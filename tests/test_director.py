@@ -269,7 +269,7 @@ def test_director_run_logs_every_metric_and_checkpoint_reloads(tmp_path):
     control = ["task=toy-reach", "worker.goal_coef=0"]  # the flat planner
     evaluate(compose_cfg([f"checkpoint={tmp_path}", "eval_episodes=1", *control]), control)
     rows = read_rows(tmp_path / "eval" / "eval.csv")
-    assert [float(r["worker.goal_coef"]) for r in rows] == [1.0, 0.0]
+    assert [float(r["worker.goal_coef"]) for r in rows] == [0.5, 0.0]
 
 
 def filled_director(tmp_path, extra: list[str] | None = None):

@@ -6,6 +6,7 @@
     python bench/learning.py control       # goal reach of each hierarchy: trained vs goal_coef=0
     python bench/learning.py control --goal-coefs 1 10   # ... and at stronger goal weights
     python bench/learning.py control --tasks walker-walk --overrides manager.deterministic=true
+    python bench/learning.py control --tasks walker-walk --agents director-s05   # one agent
 
 An agent is `flat`, `director`, or `NAME=key=value,key=value` (Hydra overrides on top
 of flat, e.g. `director-g0=trainer=director,worker.goal_coef=0`). Every run of the
@@ -226,10 +227,11 @@ def control(
     goal_coefs: Sequence[float] = (),
     tasks: Sequence[str] = (),
     overrides: Sequence[str] = (),
+    agents: Sequence[str] = (),
 ) -> str:
-    """Goal reach and return of every finished hierarchical run (of `tasks`, if given), as
-    trained, with the goal term off (worker.goal_coef=0) and at any other `goal_coefs`,
-    each evaluation with `overrides` on top: a Markdown table.
+    """Goal reach and return of every finished hierarchical run (of `tasks` and `agents`,
+    if given), as trained, with the goal term off (worker.goal_coef=0) and at any other
+    `goal_coefs`, each evaluation with `overrides` on top: a Markdown table.
 
     A run's evaluations run one after another (they append to the same eval.csv); runs
     run side by side, `jobs` at a time.
@@ -239,13 +241,15 @@ def control(
         run_dir, cfg = config.parent, OmegaConf.load(config)
         if tasks and run_dir.parents[1].name not in tasks:
             continue
+        if agents and run_dir.parent.name not in agents:
+            continue
         trained = float(OmegaConf.select(cfg, "worker.goal_coef", default=0.0) or 0.0)
         hierarchy = cfg.get("trainer") == "director" and trained > 0
         if hierarchy and finished(run_dir, cfg.steps) and (run_dir / "checkpoint.pt").is_file():
             coefs = list(dict.fromkeys([trained, 0.0, *map(float, goal_coefs)]))
             runs.append((run_dir, cfg, coefs))
     if not runs:
-        where = f" of {', '.join(tasks)}" if tasks else ""
+        where = f" of {', '.join([*tasks, *agents])}" if tasks or agents else ""
         raise FileNotFoundError(
             f"no finished hierarchical run{where} with a checkpoint under {out}"
         )
@@ -468,6 +472,7 @@ def main(argv: list[str] | None = None) -> None:
         "--goal-coefs", type=float, nargs="*", default=[], help="more goal weights to evaluate"
     )
     ctl.add_argument("--tasks", nargs="*", default=[], help="only these tasks' runs")
+    ctl.add_argument("--agents", nargs="*", default=[], help="only these agents' runs (names)")
     ctl.add_argument(
         "--overrides",
         nargs="*",
@@ -492,6 +497,7 @@ def main(argv: list[str] | None = None) -> None:
                     args.goal_coefs,
                     args.tasks,
                     args.overrides,
+                    args.agents,
                 )
             )
             return

@@ -163,7 +163,11 @@ def test_control_evaluates_each_hierarchy_with_and_without_its_goal_term(grid):
     other = bench("control", "--out", out, "--tasks", "cup-catch")
     assert other.returncode != 0
     assert "no finished hierarchical run of cup-catch" in other.stderr
+    unknown = bench("control", "--out", out, "--agents", "flat", "director-x")
+    assert unknown.returncode != 0
+    assert "no finished hierarchical run of flat, director-x" in unknown.stderr
     command = ["control", "--out", out, "--eval-episodes", "1", "--tasks", "walker-walk"]
+    command += ["--agents", "director"]
     command += ["--overrides", "manager.deterministic=true"]
     result = bench(*command, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -77,7 +77,7 @@ def test_report_table_and_png(grid):
         assert math.isfinite(float(row["per seed"].removeprefix("1:")))
     assert rows["flat"]["vs flat"] == "1.00"
     random_actions = json.loads((out / "walker-walk" / "random.json").read_text())
-    assert random_actions["episodes"] == 10 and 0 <= random_actions["return"] < 100
+    assert random_actions["episodes"] == 30 and 0 <= random_actions["return"] < 100
     assert rows["flat"]["random"] == rows["director"]["random"] == f"{random_actions['return']:.0f}"
     assert float(rows["director"]["vs flat"]) == pytest.approx(
         float(rows["director"]["per seed"][2:]) / float(rows["flat"]["per seed"][2:]), abs=0.05

@@ -7,6 +7,7 @@
     python bench/learning.py control --goal-coefs 1 10   # ... and at stronger goal weights
     python bench/learning.py control --tasks walker-walk --overrides manager.deterministic=true
     python bench/learning.py control --tasks walker-walk --agents director-s05   # one agent
+    python bench/learning.py coverage --out bench/results/sparse   # exploration, return aside
 
 An agent is `flat`, `director`, or `NAME=key=value,key=value` (Hydra overrides on top
 of flat, e.g. `director-g0=trainer=director,worker.goal_coef=0`). Every run of the
@@ -25,6 +26,7 @@ without goals, so the share of goals reached has a baseline.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -39,12 +41,14 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MUJOCO_GL", "egl")  # the random-actions baseline builds the task
 
+from tdmpc2.common import checkpoint  # noqa: E402
 from tdmpc2.common.curves import read_rows, reference_curve  # noqa: E402
 
 TRAIN = ROOT / "tdmpc2" / "train.py"
@@ -455,6 +459,176 @@ def plot_grid(
     plt.close(fig)
 
 
+# ---------------------------------------------------------------------- coverage
+CELL = 0.05  # metres: the cup's target is a 10 cm square, two cells a side
+
+
+@functools.cache
+def cup_target_offset() -> tuple[float, float]:
+    """(x, z) from the ball's origin to the cup's target with every joint at zero, read
+    from the task's model so the coordinates follow dm_control rather than a constant."""
+    from dm_control import suite
+
+    physics = suite.load("ball_in_cup", "catch").physics
+    with physics.reset_context():
+        physics.data.qpos[:] = 0
+    offset = physics.named.data.site_xpos["target"] - physics.named.data.xpos["ball"]
+    return float(offset[0]), float(offset[2])
+
+
+def ball_from_target(obs: torch.Tensor) -> torch.Tensor:
+    """cup-catch states (cup x, z, ball x, z, then velocities) -> the ball's (x, height)
+    from the cup's target: (0, 0) is a catch, a negative height is below the cup."""
+    dx, dz = cup_target_offset()
+    return torch.stack([obs[:, 2] - obs[:, 0] - dx, obs[:, 3] - obs[:, 1] - dz], dim=1)
+
+
+COORDINATES = {"cup-catch": ball_from_target}  # task -> the plane where coverage is counted
+
+
+def training_states(run_dir: Path) -> torch.Tensor:
+    """Every training step's observation, in the order they happened, from the replay
+    buffer in the run's latest checkpoint."""
+    buffer = checkpoint.load(run_dir)["buffer"]
+    if buffer is None:
+        raise ValueError(f"{run_dir}: its checkpoint holds no replay buffer")
+    kept = buffer["has_step"]
+    episode, index = buffer["episode"][kept], buffer["index"][kept]
+    if episode.numel() == 0:
+        raise ValueError(f"{run_dir}: its replay buffer is empty")
+    order = torch.argsort(episode.long() * (int(index.max()) + 1) + index.long())
+    return buffer["obs"][kept][order].float()
+
+
+def window_coverage(points: torch.Tensor, window: int) -> list[tuple[int, float]]:
+    """Per `window` steps: distinct CELL-sized cells visited, and the share of steps with
+    the ball above the target (the way into the cup is from above)."""
+    result = []
+    for start in range(0, len(points) - window + 1, window):
+        part = points[start : start + window]
+        cells = torch.unique(torch.floor(part / CELL).long(), dim=0).shape[0]
+        result.append((cells, float((part[:, 1] > 0).float().mean())))
+    return result
+
+
+def coverage(out: Path, png: Path | None) -> str:
+    """Exploration of every finished run of a task in COORDINATES, from its replay buffer:
+    a Markdown table per run and per agent, and coverage.png (cells per window, where the
+    ball went). Windows are `seed_steps` long, so the first one is the random seeding
+    phase, the baseline each run carries."""
+    runs, unfinished = [], []
+    for config in sorted(out.glob("*/*/seed*/config.yaml")):
+        run_dir, cfg = config.parent, OmegaConf.load(config)
+        if cfg.get("task") not in COORDINATES:
+            continue
+        if not (finished(run_dir, cfg.steps) and resumable(run_dir)):
+            unfinished.append(f"{cfg.task} {run_dir.parent.name} {run_dir.name}")
+            continue
+        states = training_states(run_dir)
+        if len(states) < cfg.steps:
+            raise ValueError(
+                f"{run_dir}: the replay buffer holds {len(states):,} of the run's "
+                f"{cfg.steps:,} steps (buffer_size below steps), so coverage would miss some"
+            )
+        points = COORDINATES[cfg.task](states)
+        window = int(cfg.seed_steps)
+        runs.append((cfg.task, run_dir.parent.name, run_dir.name, window, points))
+    if not runs:
+        raise FileNotFoundError(
+            f"no finished run of {', '.join(COORDINATES)} with a checkpoint under {out}"
+        )
+    lines = [
+        "| task | agent | seed | cells visited per window | ball above the target, % of "
+        "steps per window | cells per agent window (mean) |",
+        "|---|---|---|---|---|---|",
+    ]
+    by_agent: dict[tuple[str, str], list[float]] = {}
+    for task, agent, seed, window, points in runs:
+        windows = window_coverage(points, window)
+        acting = statistics.fmean([cells for cells, _ in windows[1:]] or [math.nan])
+        by_agent.setdefault((task, agent), []).append(acting)
+        cells = " / ".join(str(c) for c, _ in windows)
+        above = " / ".join(f"{100 * a:.1f}" for _, a in windows)
+        lines.append(f"| {task} | {agent} | {seed[4:]} | {cells} | {above} | {fmt(acting, 1)} |")
+    window = runs[0][3]
+    lines += [
+        "",
+        f"Windows of {window:,} steps; the first is the random seeding phase. Cells are "
+        f"{100 * CELL:.0f} cm squares of the ball's position from the cup's target.",
+        "",
+        "| task | agent | runs | cells per agent window (mean ± sd over runs) |",
+        "|---|---|---|---|",
+    ]
+    for (task, agent), values in sorted(by_agent.items()):
+        lines.append(f"| {task} | {agent} | {len(values)} | {spread(values)} |")
+    if unfinished:
+        lines += ["", "Unfinished runs or without a checkpoint (not in the tables):"]
+        lines += [f"- {u}" for u in unfinished]
+    if png is not None:
+        plot_coverage(runs, png)
+    return "\n".join(lines)
+
+
+def plot_coverage(runs: list[tuple], png: Path) -> None:
+    """Cells per window for each agent (mean, min-max band), then where the ball went:
+    the random seeding phases of all runs, and each agent's steps after it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    agents = sorted({agent for _, agent, *_ in runs})
+    fig, axes = plt.subplots(1, 2 + len(agents), figsize=(4.6 * (2 + len(agents)), 4.2))
+    for agent in agents:
+        curves = [[c for c, _ in window_coverage(p, w)] for _, a, _, w, p in runs if a == agent]
+        length = min(map(len, curves))
+        steps = [(i + 1) * runs[0][3] for i in range(length)]
+        columns = list(zip(*(c[:length] for c in curves), strict=True))
+        (line,) = axes[0].plot(
+            steps,
+            [statistics.fmean(c) for c in columns],
+            marker="o",
+            label=f"{agent} ({len(curves)})",
+        )
+        axes[0].fill_between(
+            steps,
+            [min(c) for c in columns],
+            [max(c) for c in columns],
+            alpha=0.15,
+            color=line.get_color(),
+        )
+    axes[0].set(
+        title="exploration: cells visited per window",
+        xlabel="agent steps (end of window; first is random seeding)",
+        ylabel=f"distinct {100 * CELL:.0f} cm cells",
+    )
+    axes[0].grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    groups = [("random seeding (all runs)", [p[:w] for *_, w, p in runs])]
+    groups += [(agent, [p[w:] for _, a, _, w, p in runs if a == agent]) for agent in agents]
+    for ax, (title, parts) in zip(axes[1:], groups, strict=True):
+        points = torch.cat(parts)
+        ax.hist2d(
+            points[:, 0].numpy(),
+            points[:, 1].numpy(),
+            bins=40,
+            range=[[-0.6, 0.6], [-0.6, 0.6]],
+            cmin=1,
+            norm=matplotlib.colors.LogNorm(),
+        )
+        ax.add_patch(plt.Rectangle((-CELL, -CELL), 2 * CELL, 2 * CELL, fill=False, color="red"))
+        ax.set(
+            title=f"{title}: {len(points):,} steps",
+            xlabel="ball x from target (m)",
+            ylabel="ball height from target (m)",
+        )
+        ax.set_aspect("equal")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -486,7 +660,9 @@ def main(argv: list[str] | None = None) -> None:
     rep = sub.add_parser("report", help="Markdown table and learning.png of the run folders")
     rep.add_argument("--reference", type=Path, default=ROOT.parent / "shared" / "reference")
     rep.add_argument("--png", type=Path, help="default: OUT/learning.png")
-    for p in (run, ctl, rep):
+    cov = sub.add_parser("coverage", help="where training went, from each run's replay buffer")
+    cov.add_argument("--png", type=Path, help="default: OUT/coverage.png")
+    for p in (run, ctl, rep, cov):
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder of the run folders")
     args = parser.parse_args(argv)
     try:
@@ -504,6 +680,9 @@ def main(argv: list[str] | None = None) -> None:
                     args.agents,
                 )
             )
+            return
+        if args.mode == "coverage":
+            print(coverage(args.out, args.png or args.out / "coverage.png"))
             return
         if args.mode == "run":
             for spec in args.agents:

@@ -11,7 +11,11 @@ import sys
 import time
 
 import pytest
+import torch
+from omegaconf import OmegaConf
 
+from tdmpc2.common import checkpoint
+from tdmpc2.common.buffer import Buffer
 from tests.conftest import ROOT
 
 _spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "bench" / "learning.py")
@@ -101,6 +105,7 @@ def test_parse_agent():
         (["run", "--jobs", "0"], "error: --jobs must be >= 1, got 0"),
         (["run", "--agents", "flat", "nope"], "error: agent 'nope': expected flat"),
         (["report"], "error: no finished run folders under"),
+        (["coverage"], "error: no finished run of cup-catch with a checkpoint under"),
     ],
 )
 def test_bad_input_exits_with_one_error_line(tmp_path, args, message):
@@ -179,3 +184,53 @@ def test_control_evaluates_each_hierarchy_with_and_without_its_goal_term(grid):
     assert {"worker.goal_coef", "manager.deterministic"} <= set(
         evaluated.splitlines()[0].split(",")
     )
+
+
+def test_cup_catch_coordinates_are_zero_with_the_ball_in_the_cup():
+    """The offset comes from dm_control's model: a ball placed on the target reads (0, 0),
+    and the task itself counts it as caught."""
+    from dm_control import suite
+
+    env = suite.load("ball_in_cup", "catch")
+    physics = env.physics
+    dx, dz = learning.cup_target_offset()
+    with physics.reset_context():
+        physics.data.qpos[:] = [0.1, -0.2, 0.1 + dx, -0.2 + dz]
+    obs = torch.tensor(env.task.get_observation(physics)["position"]).float()
+    position = learning.ball_from_target(torch.cat([obs, torch.zeros(4)]).unsqueeze(0))
+    assert position.abs().max() < 1e-6
+    assert physics.in_target() == 1
+
+
+def replay_run(run_dir, episodes, capacity=100):
+    """A finished cup-catch run folder whose checkpoint holds `episodes` of ball positions
+    (x, height from the target), 20 steps each with 10 seeding steps."""
+    cfg = OmegaConf.create({"task": "cup-catch", "steps": 20 * len(episodes), "seed_steps": 10})
+    buffer = Buffer(capacity, (8,), 2, horizon=1, batch_size=1)
+    dx, dz = learning.cup_target_offset()
+    for positions in episodes:
+        obs = torch.zeros(21, 8)
+        obs[:20, 2], obs[:20, 3] = positions[:, 0] + dx, positions[:, 1] + dz
+        zeros = torch.zeros(20)
+        buffer.add({"obs": obs, "action": torch.zeros(20, 2), "reward": zeros, "terminated": zeros})
+    run_dir.mkdir(parents=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml")
+    (run_dir / "eval.csv").write_text(f"step,episode_reward\n0,0\n{cfg.steps},0\n")
+    checkpoint.save(run_dir / "checkpoint.pt", {"buffer": buffer.state_dict()}, cfg)
+
+
+def test_coverage_counts_cells_and_height_per_window(tmp_path):
+    still = torch.tensor([[0.0, -0.35]]).repeat(20, 1)  # hanging: one cell, never above
+    swinging = still.clone()
+    swinging[10:, 0] = 0.12  # a second cell in the episode's second window
+    swinging[15:, 1] = torch.tensor([0.07, 0.13, 0.19, 0.25, 0.31])  # above: five cells
+    replay_run(tmp_path / "cup-catch" / "flat" / "seed1", [still, swinging])
+    png = tmp_path / "coverage.png"
+    table = learning.coverage(tmp_path, png)
+    assert "| cup-catch | flat | 1 | 1 / 1 / 1 / 6 | 0.0 / 0.0 / 0.0 / 50.0 | 2.7 |" in table
+    assert "| cup-catch | flat | 1 | 3 ± 0 |" in table
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    replay_run(tmp_path / "lost" / "cup-catch" / "flat" / "seed1", [still, still], capacity=30)
+    with pytest.raises(ValueError, match="holds 28 of the run's 40 steps"):
+        learning.coverage(tmp_path / "lost", None)

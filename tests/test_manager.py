@@ -109,11 +109,14 @@ def test_deterministic_act_is_the_repeatable_argmax():
     assert torch.equal(greedy.sum(-1), torch.ones(4, 3))
 
 
-def test_update_metrics_returns_and_scales_match_gae_by_hand():
+@pytest.mark.parametrize(("return_floor", "advantage_norm"), [(1.0, False), (0.01, True)])
+def test_update_metrics_returns_and_scales_match_gae_by_hand(return_floor, advantage_norm):
     """Per term: lambda-returns by `gae` from that term's critic, the term's scale updated
     with them, and advantages divided by the scales and weighted 1 and
-    exploration_weight before they are summed."""
-    manager = small_manager(exploration_weight=0.25)
+    exploration_weight before they are summed (then standardised with advantage_norm)."""
+    manager = small_manager(
+        exploration_weight=0.25, return_floor=return_floor, advantage_norm=advantage_norm
+    )
     z, codes, rewards, dones = rollout(manager)
     manager.critics[0][-1].bias.data.fill_(0.3)  # non-zero values: the bootstrap matters
     manager.critics[1][-1].bias.data.fill_(-0.2)
@@ -128,7 +131,11 @@ def test_update_metrics_returns_and_scales_match_gae_by_hand():
         advantage += weight * adv / scales[term].value
         returns.append(ret)
     assert scales[0].value > 1  # the extrinsic returns span more than 1: the scale divides
-    assert scales[1].value == 1  # the exploration returns do not: floored at 1
+    spread = scales[1].percentiles[1] - scales[1].percentiles[0]
+    assert spread < 1  # the exploration returns do not: floored at 1, or their own spread
+    assert scales[1].value == (1 if return_floor == 1 else pytest.approx(spread.item()))
+    if advantage_norm:
+        advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
 
     before = [p.clone() for p in manager.parameters()]
     metrics = manager.update(z, codes, rewards, dones)
@@ -231,6 +238,31 @@ def test_exploration_term_alone_is_learned_too():
     assert manager.act(z[0, :1], deterministic=True)[0, 1].argmax().item() == 3
 
 
+def test_a_small_exploration_bonus_counts_with_directors_normalisation():
+    """A bonus spanning 0.02, as small as the Goal-VAE's reconstruction error, at weight
+    0.1: a floor of 1 leaves it below the entropy bonus, Director's normalisation does not."""
+    d, b = 16, 8
+    z = latents(1).expand(d + 1, b, 32).contiguous()
+    preferred = []
+    for floor, norm in ((1.0, False), (0.01, True)):
+        torch.manual_seed(0)
+        manager = Manager(
+            32,
+            n_latents=2,
+            n_classes=4,
+            hidden_dim=32,
+            lr=3e-3,
+            return_floor=floor,
+            advantage_norm=norm,
+        )
+        for _ in range(200):
+            codes = manager.act(z[:-1].reshape(-1, 32)).view(d, b, 2, 4)
+            bonus = 0.02 * codes[:, :, 1, 3]
+            manager.update(z, codes, torch.stack([torch.zeros(d, b), bonus]), torch.zeros(d, b))
+        preferred.append(manager.logits(z[0, :1]).softmax(-1)[0, 1, 3].item())
+    assert preferred[0] < 0.4 < 0.9 < preferred[1]
+
+
 def test_optimiser_and_scale_state_round_trips():
     manager = small_manager()
     manager.update(*rollout(manager))
@@ -255,6 +287,7 @@ def test_optimiser_and_scale_state_round_trips():
         ({"lam": -0.1}, "manager.lam must be in \\[0, 1\\]"),
         ({"entropy_coef": -1.0}, "manager.entropy_coef must be >= 0"),
         ({"grad_clip": 0.0}, "manager.grad_clip must be > 0"),
+        ({"return_floor": 0.0}, "manager.return_floor must be > 0"),
         ({"exploration_weight": -0.1}, "manager.exploration_weight must be >= 0"),
         ({"lr": 0.0}, "manager.lr must be > 0"),
     ],

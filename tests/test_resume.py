@@ -265,9 +265,11 @@ def test_checkpoints_rotate_and_the_latest_is_found(toy_reference):
 def test_a_checkpoint_saved_before_a_config_key_existed_still_evaluates(toy_reference, tmp_path):
     payload = checkpoint.load(toy_reference)
     del payload["cfg"]["reference_dir"]  # a key added to config.yaml after the run
+    del payload["cfg"]["manager"]["return_floor"]  # ... and one inside a group
     old = tmp_path / "checkpoint.pt"
     torch.save(payload, old)
     assert checkpoint.saved_config(payload).reference_dir is None
+    assert checkpoint.saved_config(payload).manager.return_floor == 1.0
     args = [f"checkpoint={old}", "task=toy-reach", "eval_episodes=1"]
     assert 0 <= evaluate(compose_cfg(args), args)["episode_reward"] <= 50
 

@@ -159,13 +159,25 @@ class ResumePoint:
 
 def saved_config(payload: dict) -> DictConfig:
     """The run's config from its checkpoint; keys added to config.yaml since it was saved
-    take their defaults, so older checkpoints still resume and evaluate."""
-    added = {
-        key: value
-        for key, value in defaults().items()
-        if key not in payload["cfg"] and key not in ("defaults", "hydra") and value != "???"
-    }
+    take their defaults (inside groups such as `manager` too), so older checkpoints still
+    resume and evaluate."""
+    added = _missing(defaults(), payload["cfg"])
     return OmegaConf.merge(OmegaConf.create(added), OmegaConf.create(payload["cfg"]))
+
+
+def _missing(default: dict, saved: dict) -> dict:
+    """The keys of `default` that `saved` lacks, at any depth, placeholders (`???`) left out."""
+    added = {}
+    for key, value in default.items():
+        if key in ("defaults", "hydra") or value == "???":
+            continue
+        if key not in saved:
+            added[key] = value
+        elif isinstance(value, dict) and isinstance(saved[key], dict):
+            nested = _missing(value, saved[key])
+            if nested:
+                added[key] = nested
+    return added
 
 
 def resume_point(cfg: DictConfig, overrides: list[str]) -> ResumePoint:

@@ -49,9 +49,13 @@ class Manager(OwnOptimisers, nn.Module):
 
     Director's terms: the task's reward (weight 1) and an exploration bonus (weight
     `exploration_weight`). Each term's lambda-returns are divided by that term's running
-    5th-95th percentile range (at least 1) before the advantages are summed, so neither
-    term's units drown the other. Create it with the right `device`: the optimisers are
-    built in __init__ and `.to()` afterwards would leave their state on the old device.
+    5th-95th percentile range (at least `return_floor`) before the advantages are summed,
+    so neither term's units drown the other; `advantage_norm` then scales the sum to zero
+    mean and unit spread per batch, as Director does. A floor of 1 mutes a term whose
+    returns span less than 1, as the Goal-VAE's reconstruction error does (measured on
+    cup-catch: 0.2-0.4); Director divides by the spread itself. Create it with the right
+    `device`: the optimisers are built in __init__ and `.to()` afterwards would leave
+    their state on the old device.
     """
 
     OPTIMISERS = ("actor_optim", "critic_optim")
@@ -69,6 +73,8 @@ class Manager(OwnOptimisers, nn.Module):
         lam: float = 0.95,
         entropy_coef: float = 0.017,
         exploration_weight: float = 0.1,
+        return_floor: float = 1.0,
+        advantage_norm: bool = False,
         grad_clip: float = 20.0,
         device: torch.device | str = "cpu",
     ) -> None:
@@ -84,6 +90,7 @@ class Manager(OwnOptimisers, nn.Module):
                 exploration_weight >= 0,
                 f"manager.exploration_weight must be >= 0, got {exploration_weight}",
             ),
+            (return_floor > 0, f"manager.return_floor must be > 0, got {return_floor}"),
             (grad_clip > 0, f"manager.grad_clip must be > 0, got {grad_clip}"),
         ]
         for ok, message in checks:
@@ -92,12 +99,13 @@ class Manager(OwnOptimisers, nn.Module):
         self.n_latents, self.n_classes = n_latents, n_classes
         self.gamma, self.lam, self.entropy_coef = gamma, lam, entropy_coef
         self.weights = (1.0, exploration_weight)
+        self.advantage_norm = advantage_norm
         self.grad_clip = grad_clip
         self.actor = mlp(latent_dim, [hidden_dim, hidden_dim], n_latents * n_classes)
         self.critics = nn.ModuleList(
             mlp(latent_dim, [hidden_dim, hidden_dim], 1) for _ in self.TERMS
         )
-        self.scales = nn.ModuleList(RunningScale() for _ in self.TERMS)
+        self.scales = nn.ModuleList(RunningScale(floor=return_floor) for _ in self.TERMS)
         for head in (self.actor[-1], *(c[-1] for c in self.critics)):  # uniform, zero value
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
@@ -172,6 +180,8 @@ class Manager(OwnOptimisers, nn.Module):
             advantage = advantage + self.weights[i] * adv / scale.value
             returns.append(ret)
         returns = torch.stack(returns)
+        if self.advantage_norm:
+            advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
 
         # The distribution's log-prob and entropy by hand: torch.distributions validates
         # its arguments on every call, a third of this update's time on the CPU.

@@ -120,6 +120,8 @@ class Hierarchy(Trainer):
             lam=m.lam,
             entropy_coef=m.entropy_coef,
             exploration_weight=m.exploration_weight,
+            return_floor=m.return_floor,
+            advantage_norm=m.advantage_norm,
             device=agent.device,
         )
         self.worker = GoalWorker(

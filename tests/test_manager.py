@@ -16,6 +16,7 @@ METRIC_KEYS = {
     "manager/critic_loss",
     "manager/entropy",
     "manager/advantage",
+    "manager/entropy_coef",
     "manager/return_extrinsic",
     "manager/return_exploration",
 }
@@ -263,6 +264,51 @@ def test_a_small_exploration_bonus_counts_with_directors_normalisation():
     assert preferred[0] < 0.4 < 0.9 < preferred[1]
 
 
+def test_adaptive_entropy_holds_the_target_where_a_fixed_coefficient_collapses():
+    """Class 3 pays in both slots, by as little as the Goal-VAE's bonus spans, with no
+    floor on its scale: a fixed 0.017 lets the policy collapse onto it, entropy_target=0.5
+    holds the entropy near half its maximum, and the coefficient resumes with the state.
+    (With per-batch advantage_norm the adaptive coefficient oscillates: measured.)"""
+    d, b = 16, 8
+    z = latents(1).expand(d + 1, b, 32).contiguous()
+    shares, managers = [], []
+    for target in (None, 0.5):
+        torch.manual_seed(0)
+        manager = Manager(
+            32,
+            n_latents=2,
+            n_classes=4,
+            hidden_dim=32,
+            lr=3e-3,
+            return_floor=0.01,
+            entropy_target=target,
+        )
+        for _ in range(300):
+            codes = manager.act(z[:-1].reshape(-1, 32)).view(d, b, 2, 4)
+            bonus = 0.02 * codes[:, :, :, 3].sum(-1)
+            metrics = manager.update(
+                z, codes, torch.stack([torch.zeros(d, b), bonus]), torch.zeros(d, b)
+            )
+        shares.append(metrics["manager/entropy"].item() / manager.max_entropy())
+        managers.append(manager)
+    assert shares[0] < 0.3 and 0.4 < shares[1] < 0.6
+    adapted = managers[1].entropy_coef.item()
+    assert managers[0].entropy_coef.item() == pytest.approx(0.017)
+    assert adapted != pytest.approx(0.017)
+    other = Manager(32, n_latents=2, n_classes=4, hidden_dim=32, entropy_target=0.5)
+    other.load_state_dict(managers[1].state_dict())
+    assert other.entropy_coef.item() == adapted
+
+
+def test_a_state_dict_from_before_the_adaptive_coefficient_loads():
+    manager = small_manager()
+    state = manager.state_dict()
+    del state["entropy_coef"]
+    other = small_manager()
+    other.load_state_dict(state)
+    assert other.entropy_coef.item() == pytest.approx(manager.entropy_coef.item())
+
+
 def test_optimiser_and_scale_state_round_trips():
     manager = small_manager()
     manager.update(*rollout(manager))
@@ -288,6 +334,7 @@ def test_optimiser_and_scale_state_round_trips():
         ({"entropy_coef": -1.0}, "manager.entropy_coef must be >= 0"),
         ({"grad_clip": 0.0}, "manager.grad_clip must be > 0"),
         ({"return_floor": 0.0}, "manager.return_floor must be > 0"),
+        ({"entropy_target": 1.0}, "manager.entropy_target must be null or in \\(0, 1\\)"),
         ({"exploration_weight": -0.1}, "manager.exploration_weight must be >= 0"),
         ({"lr": 0.0}, "manager.lr must be > 0"),
     ],

@@ -53,7 +53,12 @@ class Manager(OwnOptimisers, nn.Module):
     so neither term's units drown the other; `advantage_norm` then scales the sum to zero
     mean and unit spread per batch, as Director does. A floor of 1 mutes a term whose
     returns span less than 1, as the Goal-VAE's reconstruction error does (measured on
-    cup-catch: 0.2-0.4); Director divides by the spread itself. Create it with the right
+    cup-catch: 0.2-0.4); Director divides by the spread itself.
+
+    With `entropy_target` (a share of the maximum entropy, Director: 0.5) the entropy
+    coefficient adapts instead of staying fixed: it grows by `ENTROPY_RATE` per update
+    while the policy's entropy is below the target and shrinks while above, so a bonus
+    that pulls hard towards one code cannot collapse the policy. Create it with the right
     `device`: the optimisers are built in __init__ and `.to()` afterwards would leave
     their state on the old device.
     """
@@ -61,6 +66,8 @@ class Manager(OwnOptimisers, nn.Module):
     OPTIMISERS = ("actor_optim", "critic_optim")
 
     TERMS = ("extrinsic", "exploration")
+    ENTROPY_RATE = 0.01  # multiplicative step of the adaptive coefficient per update
+    ENTROPY_BOUNDS = (1e-5, 1e2)
 
     def __init__(
         self,
@@ -75,6 +82,7 @@ class Manager(OwnOptimisers, nn.Module):
         exploration_weight: float = 0.1,
         return_floor: float = 1.0,
         advantage_norm: bool = False,
+        entropy_target: float | None = None,
         grad_clip: float = 20.0,
         device: torch.device | str = "cpu",
     ) -> None:
@@ -90,6 +98,10 @@ class Manager(OwnOptimisers, nn.Module):
                 exploration_weight >= 0,
                 f"manager.exploration_weight must be >= 0, got {exploration_weight}",
             ),
+            (
+                entropy_target is None or 0 < entropy_target < 1,
+                f"manager.entropy_target must be null or in (0, 1), got {entropy_target}",
+            ),
             (return_floor > 0, f"manager.return_floor must be > 0, got {return_floor}"),
             (grad_clip > 0, f"manager.grad_clip must be > 0, got {grad_clip}"),
         ]
@@ -97,7 +109,7 @@ class Manager(OwnOptimisers, nn.Module):
             if not ok:
                 raise ValueError(message)
         self.n_latents, self.n_classes = n_latents, n_classes
-        self.gamma, self.lam, self.entropy_coef = gamma, lam, entropy_coef
+        self.gamma, self.lam, self.entropy_target = gamma, lam, entropy_target
         self.weights = (1.0, exploration_weight)
         self.advantage_norm = advantage_norm
         self.grad_clip = grad_clip
@@ -106,12 +118,18 @@ class Manager(OwnOptimisers, nn.Module):
             mlp(latent_dim, [hidden_dim, hidden_dim], 1) for _ in self.TERMS
         )
         self.scales = nn.ModuleList(RunningScale(floor=return_floor) for _ in self.TERMS)
+        self.register_buffer("entropy_coef", torch.tensor(float(entropy_coef)))
         for head in (self.actor[-1], *(c[-1] for c in self.critics)):  # uniform, zero value
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
         self.to(device)
         self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=lr, fused=True)
         self.critic_optim = torch.optim.Adam(self.critics.parameters(), lr=lr, fused=True)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        # Checkpoints from before the adaptive coefficient kept it in the config only.
+        state_dict.setdefault(prefix + "entropy_coef", self.entropy_coef.clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
         """Policy logits [..., n_latents, n_classes]."""
@@ -192,12 +210,16 @@ class Manager(OwnOptimisers, nn.Module):
         live = torch.cat([torch.ones_like(dones[:1]), 1 - dones[:-1]])
         # Entropy as a share of its maximum (Director's normalised entropy bonus): the
         # coefficient means the same for every code shape.
-        bonus = self.entropy_coef * (entropy * live).mean() / self.max_entropy()
+        share = (entropy * live).mean() / self.max_entropy()
+        bonus = self.entropy_coef * share
         actor_loss = -(log_prob * advantage * live).mean() - bonus
         self.actor_optim.zero_grad(set_to_none=True)
         actor_loss.backward()
         nn.utils.clip_grad_norm_(self.actor.parameters(), self.grad_clip)
         self.actor_optim.step()
+
+        if self.entropy_target is not None:
+            self._adapt_entropy_coef(share.detach())
 
         critic_loss = 0.5 * F.mse_loss(values[:, :-1] * live, returns * live)
         self.critic_optim.zero_grad(set_to_none=True)
@@ -209,7 +231,16 @@ class Manager(OwnOptimisers, nn.Module):
             "manager/critic_loss": critic_loss.detach(),
             "manager/entropy": entropy.detach().mean(),
             "manager/advantage": advantage.mean(),
+            "manager/entropy_coef": self.entropy_coef.clone(),
         }
         for term, ret in zip(self.TERMS, returns, strict=True):
             metrics[f"manager/return_{term}"] = ret.mean()
         return metrics
+
+    @torch.no_grad()
+    def _adapt_entropy_coef(self, share: torch.Tensor) -> None:
+        """Director's multiplicative rule; torch.where keeps it free of host syncs."""
+        step = torch.where(
+            share < self.entropy_target, 1 + self.ENTROPY_RATE, 1 / (1 + self.ENTROPY_RATE)
+        )
+        self.entropy_coef.mul_(step).clamp_(*self.ENTROPY_BOUNDS)

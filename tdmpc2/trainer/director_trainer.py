@@ -122,6 +122,7 @@ class Hierarchy(Trainer):
             exploration_weight=m.exploration_weight,
             return_floor=m.return_floor,
             advantage_norm=m.advantage_norm,
+            entropy_target=m.entropy_target,
             device=agent.device,
         )
         self.worker = GoalWorker(

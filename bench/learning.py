@@ -312,13 +312,13 @@ def max_entropy(cfg) -> float:
     return cfg.goal_vae.n_latents * math.log(cfg.goal_vae.n_classes)
 
 
-def spread(values: Sequence[float]) -> str:
+def spread(values: Sequence[float], digits: int = 0) -> str:
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return "–"
     mean = statistics.fmean(finite)
     sd = statistics.stdev(finite) if len(finite) > 1 else 0.0
-    return f"{mean:.0f} ± {sd:.0f}"
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
 def fmt(value: float, digits: int = 2) -> str:
@@ -511,56 +511,71 @@ def window_coverage(points: torch.Tensor, window: int) -> list[tuple[int, float]
     return result
 
 
-def coverage(out: Path, png: Path | None) -> str:
-    """Exploration of every finished run of a task in COORDINATES, from its replay buffer:
-    a Markdown table per run and per agent, and coverage.png (cells per window, where the
-    ball went). Windows are `seed_steps` long, so the first one is the random seeding
-    phase, the baseline each run carries."""
-    runs, unfinished = [], []
-    for config in sorted(out.glob("*/*/seed*/config.yaml")):
-        run_dir, cfg = config.parent, OmegaConf.load(config)
-        if cfg.get("task") not in COORDINATES:
-            continue
-        if not (finished(run_dir, cfg.steps) and resumable(run_dir)):
-            unfinished.append(f"{cfg.task} {run_dir.parent.name} {run_dir.name}")
-            continue
-        states = training_states(run_dir)
-        if len(states) < cfg.steps:
-            raise ValueError(
-                f"{run_dir}: the replay buffer holds {len(states):,} of the run's "
-                f"{cfg.steps:,} steps (buffer_size below steps), so coverage would miss some"
-            )
-        points = COORDINATES[cfg.task](states)
-        window = int(cfg.seed_steps)
-        runs.append((cfg.task, run_dir.parent.name, run_dir.name, window, points))
+def coverage(outs: Sequence[Path], png: Path | None, steps: int | None = None) -> str:
+    """Exploration of every finished run of a task in COORDINATES under the `outs`
+    folders, from its replay buffer: a Markdown table per run and per agent, and
+    coverage.png (cells per window, where the ball went). Windows are `seed_steps` long,
+    so the first one is the random seeding phase, the baseline each run carries; `steps`
+    compares runs of different budgets on their first `steps` steps."""
+    runs, unfinished, seen = [], [], set()
+    for out in outs:
+        for config in sorted(out.glob("*/*/seed*/config.yaml")):
+            run_dir, cfg = config.parent, OmegaConf.load(config)
+            if cfg.get("task") not in COORDINATES:
+                continue
+            budget = cfg.steps if steps is None else steps
+            if not (finished(run_dir, max(cfg.steps, budget)) and resumable(run_dir)):
+                unfinished.append(f"{cfg.task} {run_dir.parent.name} {run_dir.name}")
+                continue
+            key = (cfg.task, run_dir.parent.name, run_dir.name)
+            if key in seen:
+                raise ValueError(f"{run_dir}: {' '.join(key)} is in more than one --out folder")
+            seen.add(key)
+            states = training_states(run_dir)
+            if len(states) < cfg.steps:
+                raise ValueError(
+                    f"{run_dir}: the replay buffer holds {len(states):,} of the run's "
+                    f"{cfg.steps:,} steps (buffer_size below steps), so coverage would miss some"
+                )
+            points = COORDINATES[cfg.task](states[:budget])
+            runs.append((*key, int(cfg.seed_steps), points))
     if not runs:
         raise FileNotFoundError(
-            f"no finished run of {', '.join(COORDINATES)} with a checkpoint under {out}"
+            f"no finished run of {', '.join(COORDINATES)} with a checkpoint under "
+            + ", ".join(str(out) for out in outs)
         )
     lines = [
         "| task | agent | seed | cells visited per window | ball above the target, % of "
-        "steps per window | cells per agent window (mean) |",
-        "|---|---|---|---|---|---|",
+        "steps per window | cells per agent window (mean) | over random |",
+        "|---|---|---|---|---|---|---|",
     ]
-    by_agent: dict[tuple[str, str], list[float]] = {}
+    by_agent: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for task, agent, seed, window, points in runs:
         windows = window_coverage(points, window)
         acting = statistics.fmean([cells for cells, _ in windows[1:]] or [math.nan])
-        by_agent.setdefault((task, agent), []).append(acting)
+        ratio = acting / windows[0][0]
+        by_agent.setdefault((task, agent), []).append((acting, ratio))
         cells = " / ".join(str(c) for c, _ in windows)
         above = " / ".join(f"{100 * a:.1f}" for _, a in windows)
-        lines.append(f"| {task} | {agent} | {seed[4:]} | {cells} | {above} | {fmt(acting, 1)} |")
+        lines.append(
+            f"| {task} | {agent} | {seed[4:]} | {cells} | {above} | {fmt(acting, 1)} "
+            f"| {fmt(ratio)} |"
+        )
     window = runs[0][3]
     lines += [
         "",
         f"Windows of {window:,} steps; the first is the random seeding phase. Cells are "
         f"{100 * CELL:.0f} cm squares of the ball's position from the cup's target.",
         "",
-        "| task | agent | runs | cells per agent window (mean ± sd over runs) |",
-        "|---|---|---|---|",
+        "| task | agent | runs | cells per agent window (mean ± sd over runs) | over the "
+        "run's random window |",
+        "|---|---|---|---|---|",
     ]
     for (task, agent), values in sorted(by_agent.items()):
-        lines.append(f"| {task} | {agent} | {len(values)} | {spread(values)} |")
+        acting, ratios = zip(*values, strict=True)
+        lines.append(
+            f"| {task} | {agent} | {len(values)} | {spread(acting)} | {spread(ratios, 2)} |"
+        )
     if unfinished:
         lines += ["", "Unfinished runs or without a checkpoint (not in the tables):"]
         lines += [f"- {u}" for u in unfinished]
@@ -661,8 +676,12 @@ def main(argv: list[str] | None = None) -> None:
     rep.add_argument("--reference", type=Path, default=ROOT.parent / "shared" / "reference")
     rep.add_argument("--png", type=Path, help="default: OUT/learning.png")
     cov = sub.add_parser("coverage", help="where training went, from each run's replay buffer")
-    cov.add_argument("--png", type=Path, help="default: OUT/coverage.png")
-    for p in (run, ctl, rep, cov):
+    cov.add_argument("--png", type=Path, help="default: coverage.png in the first --out")
+    cov.add_argument("--steps", type=int, help="only each run's first STEPS steps")
+    cov.add_argument(
+        "--out", type=Path, nargs="+", default=[DEFAULT_OUT], help="folders of run folders"
+    )
+    for p in (run, ctl, rep):
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder of the run folders")
     args = parser.parse_args(argv)
     try:
@@ -682,7 +701,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             return
         if args.mode == "coverage":
-            print(coverage(args.out, args.png or args.out / "coverage.png"))
+            print(coverage(args.out, args.png or args.out[0] / "coverage.png", args.steps))
             return
         if args.mode == "run":
             for spec in args.agents:

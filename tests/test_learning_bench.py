@@ -226,11 +226,21 @@ def test_coverage_counts_cells_and_height_per_window(tmp_path):
     swinging[15:, 1] = torch.tensor([0.07, 0.13, 0.19, 0.25, 0.31])  # above: five cells
     replay_run(tmp_path / "cup-catch" / "flat" / "seed1", [still, swinging])
     png = tmp_path / "coverage.png"
-    table = learning.coverage(tmp_path, png)
-    assert "| cup-catch | flat | 1 | 1 / 1 / 1 / 6 | 0.0 / 0.0 / 0.0 / 50.0 | 2.7 |" in table
-    assert "| cup-catch | flat | 1 | 3 ± 0 |" in table
+    table = learning.coverage([tmp_path], png)
+    assert "| cup-catch | flat | 1 | 1 / 1 / 1 / 6 | 0.0 / 0.0 / 0.0 / 50.0 | 2.7 | 2.67 |" in table
+    assert "| cup-catch | flat | 1 | 3 ± 0 | 2.67 ± 0.00 |" in table
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Another folder's shorter run is compared on the first 20 steps of both.
+    replay_run(tmp_path / "short" / "cup-catch" / "director" / "seed1", [swinging])
+    table = learning.coverage([tmp_path, tmp_path / "short"], None, steps=20)
+    assert "| cup-catch | flat | 1 | 1 / 1 | 0.0 / 0.0 | 1.0 | 1.00 |" in table
+    assert "| cup-catch | director | 1 | 1 / 6 | 0.0 / 50.0 | 6.0 | 6.00 |" in table
+    longer = learning.coverage([tmp_path, tmp_path / "short"], None, steps=40)
+    assert "- cup-catch director seed1" in longer  # too short for 40 steps: listed apart
+    with pytest.raises(ValueError, match="is in more than one --out folder"):
+        learning.coverage([tmp_path, tmp_path], None)
 
     replay_run(tmp_path / "lost" / "cup-catch" / "flat" / "seed1", [still, still], capacity=30)
     with pytest.raises(ValueError, match="holds 28 of the run's 40 steps"):
-        learning.coverage(tmp_path / "lost", None)
+        learning.coverage([tmp_path / "lost"], None)

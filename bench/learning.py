@@ -36,7 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -500,6 +500,41 @@ def training_states(run_dir: Path) -> torch.Tensor:
     return buffer["obs"][kept][order].float()
 
 
+@torch.no_grad()
+def goal_targets(
+    run_dir: Path, states: torch.Tensor, coordinates: Callable, n: int = 256
+) -> dict[str, torch.Tensor]:
+    """Where a hierarchy's goals point, in the task's coordinates: the training state
+    nearest (by the planner's goal similarity) to each of `n` goals decoded from uniformly
+    random codes and from the codes the Manager picks at random training states, with
+    the models of the run's last checkpoint. Goals from the bulk of the replay pull the
+    planner back into it, however the Manager picks."""
+    import tempfile
+
+    from tdmpc2.common.math import cosine_max
+    from tdmpc2.train import build
+
+    payload = checkpoint.load(run_dir)
+    cfg = checkpoint.saved_config(payload)
+    cfg.threads = 1
+    with tempfile.TemporaryDirectory() as work_dir:
+        cfg.work_dir = work_dir
+        trainer = build(cfg, [], with_buffer=False)
+        trainer.load_models(payload)
+        trainer.logger.finish()
+    z = trainer.agent.model.encode(states.to(trainer.agent.device), None)
+    generator = torch.Generator().manual_seed(0)
+    starts = z[torch.randint(len(z), (n,), generator=generator)]
+    vae = trainer.goal_vae
+    codes = {"random codes": vae.sample_code((n,)), "Manager's codes": trainer.manager.act(starts)}
+    places = coordinates(states)
+    result = {}
+    for name, code in codes.items():
+        nearest = [int(cosine_max(z, goal.expand_as(z)).argmax()) for goal in vae.decode(code)]
+        result[name] = places[nearest]
+    return result
+
+
 def window_coverage(points: torch.Tensor, window: int) -> list[tuple[int, float]]:
     """Per `window` steps: distinct CELL-sized cells visited, and the share of steps with
     the ball above the target (the way into the cup is from above)."""
@@ -517,7 +552,7 @@ def coverage(outs: Sequence[Path], png: Path | None, steps: int | None = None) -
     coverage.png (cells per window, where the ball went). Windows are `seed_steps` long,
     so the first one is the random seeding phase, the baseline each run carries; `steps`
     compares runs of different budgets on their first `steps` steps."""
-    runs, unfinished, seen = [], [], set()
+    runs, goals, unfinished, seen = [], [], [], set()
     for out in outs:
         for config in sorted(out.glob("*/*/seed*/config.yaml")):
             run_dir, cfg = config.parent, OmegaConf.load(config)
@@ -539,6 +574,9 @@ def coverage(outs: Sequence[Path], png: Path | None, steps: int | None = None) -
                 )
             points = COORDINATES[cfg.task](states[:budget])
             runs.append((*key, int(cfg.seed_steps), points))
+            if cfg.get("trainer") == "director":
+                targets = goal_targets(run_dir, states, COORDINATES[cfg.task])
+                goals.append((*key, COORDINATES[cfg.task](states), targets))
     if not runs:
         raise FileNotFoundError(
             f"no finished run of {', '.join(COORDINATES)} with a checkpoint under "
@@ -576,12 +614,39 @@ def coverage(outs: Sequence[Path], png: Path | None, steps: int | None = None) -
         lines.append(
             f"| {task} | {agent} | {len(values)} | {spread(acting)} | {spread(ratios, 2)} |"
         )
+    if goals:
+        lines += ["", *goal_table(goals)]
     if unfinished:
         lines += ["", "Unfinished runs or without a checkpoint (not in the tables):"]
         lines += [f"- {u}" for u in unfinished]
     if png is not None:
         plot_coverage(runs, png)
     return "\n".join(lines)
+
+
+def goal_table(goals: list[tuple]) -> list[str]:
+    """Markdown lines: the ball's median and 90th-percentile height from the target and
+    the share of states above it, for every training state and for the states the goals
+    point at."""
+
+    def where(points: torch.Tensor) -> str:
+        height = points[:, 1]
+        median, high = height.quantile(torch.tensor([0.5, 0.9])).tolist()
+        return f"{median:.2f} / {high:.2f} m, {100 * float((height > 0).float().mean()):.1f}%"
+
+    kinds = list(goals[0][4])
+    lines = [
+        "Where the hierarchy's goals point (nearest training state to each decoded goal, "
+        "last checkpoint): the ball's median / 90th-percentile height from the target, and "
+        "the share above it.",
+        "",
+        "| task | agent | seed | all training states | " + " | ".join(kinds) + " |",
+        "|---|---|---|---|" + "---|" * len(kinds),
+    ]
+    for task, agent, seed, points, targets in goals:
+        cells = " | ".join(where(targets[kind]) for kind in kinds)
+        lines.append(f"| {task} | {agent} | {seed[4:]} | {where(points)} | {cells} |")
+    return lines
 
 
 def plot_coverage(runs: list[tuple], png: Path) -> None:

@@ -186,6 +186,23 @@ def test_control_evaluates_each_hierarchy_with_and_without_its_goal_term(grid):
     )
 
 
+def test_goal_targets_are_training_states_and_tabulated(grid):
+    """Each decoded goal maps to the coordinates of one of the run's training states (the
+    walker run's first two observations stand in for a task's coordinates)."""
+    run_dir = grid[0] / "walker-walk" / "director" / "seed1"
+    states = learning.training_states(run_dir)
+    targets = learning.goal_targets(run_dir, states, lambda obs: obs[:, :2], n=16)
+    assert list(targets) == ["random codes", "Manager's codes"]
+    for places in targets.values():
+        assert places.shape == (16, 2)
+        assert (places[:, None] == states[None, :, :2]).all(-1).any(-1).all()
+
+    hanging = torch.tensor([[0.0, -0.3], [0.0, -0.2], [0.0, 0.1], [0.0, -0.4]])
+    lines = learning.goal_table([("cup-catch", "director", "seed2", hanging, targets)])
+    assert lines[-1].startswith("| cup-catch | director | 2 | -0.25 / 0.01 m, 25.0% |")
+    assert lines[-1].count(" m, ") == 3
+
+
 def test_cup_catch_coordinates_are_zero_with_the_ball_in_the_cup():
     """The offset comes from dm_control's model: a ball placed on the target reads (0, 0),
     and the task itself counts it as caught."""

@@ -18,6 +18,7 @@ from tdmpc2.common.scale import RunningScale
 from tdmpc2.common.world_model import WorldModel
 
 GoalValue = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+Novelty = Callable[[torch.Tensor], torch.Tensor]
 # Goal values in [0, 1] whose spread over the candidates is below this count as this spread.
 GOAL_SPREAD_FLOOR = 0.01
 
@@ -117,6 +118,10 @@ class TDMPC2:
         # single-task run) marks the planned task's own action dimensions. None: the last
         # latent's similarity.
         self.goal_value: GoalValue | None = None
+        # Set by a hierarchy: latents [N, latent] -> [N], how unlike the replay they are. While
+        # training, the planner adds their discounted sum over the horizon, weighted by
+        # `worker.novelty_coef` (see `_term_weight`). None: no exploration bonus (flat).
+        self.novelty: Novelty | None = None
         self.model.eval()
         if cfg.get("compile", False):
             # The planner's rollouts (on the CPU the native LayerNorm kernel stays an opaque
@@ -158,15 +163,17 @@ class TDMPC2:
         actions: torch.Tensor,
         goal: torch.Tensor | None = None,
         task: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | float, torch.Tensor | float]:
+        explore: bool = False,
+    ) -> tuple:
         """Discounted reward sum [N, 1] of latent rollouts, their last latents, the
         discount after the horizon, which rollouts are still alive (on episodic tasks
         [N, 1], 0 after a predicted termination: no reward or value after it, else 1),
-        and with a `goal` the goal value's part inside the horizon [N, 1] (else 0).
+        with a `goal` the goal value's part inside the horizon [N, 1] (else 0), and with
+        `explore` the discounted novelty sum [N, 1] (else 0).
 
         z is [N, latent], or [1, latent] when all N rollouts start from the same latent.
         """
-        G, V, discount, alive, gamma = 0, 0, 1.0, 1.0, self._gamma(task)
+        G, V, E, discount, alive, gamma = 0, 0, 0, 1.0, 1.0, self._gamma(task)
         goal_discount = float(self.cfg.worker.goal_discount) if goal is not None else 0.0
         for t in range(self.cfg.horizon):
             z, reward = self.model.step(z, actions[t], task)
@@ -175,10 +182,12 @@ class TDMPC2:
             if goal is not None:
                 similarity = cosine_max(z, goal)
                 V = V + (1 - goal_discount) * goal_discount**t * similarity * alive
+            if explore:
+                E = E + discount * alive * self.novelty(z).unsqueeze(-1)
             if self.model.episodic:
                 alive = alive * (self.model.termination(z, task) <= 0)
             discount *= gamma
-        return G, z, discount, alive, V
+        return G, z, discount, alive, V, E
 
     def _goal_value(
         self, z: torch.Tensor, goal: torch.Tensor, task: torch.Tensor | None = None
@@ -194,20 +203,20 @@ class TDMPC2:
         tail = cosine_max(z, goal) if self.goal_value is None else self.goal_value(z, goal, mask)
         return float(self.cfg.worker.goal_discount) ** self.cfg.horizon * tail
 
-    def _goal_weight(self, value: torch.Tensor, goal_value: torch.Tensor) -> torch.Tensor:
-        """What one unit of goal value is worth against the task's value.
+    def _term_weight(self, coef: float, value: torch.Tensor, term: torch.Tensor) -> torch.Tensor:
+        """What one unit of a planning term (goal value, novelty) is worth against the
+        task's value.
 
-        `worker.goal_scale: spread` (the default) makes the goal term's spread over the
-        candidates `goal_coef` times the task value's: the spread, not the range, decides
-        which candidates are elites, so the goal moves them by the same share whatever
-        the sizes of Q and of the similarities. A goal value that hardly varies (sd below
-        GOAL_SPREAD_FLOOR) counts for less. `range`: `goal_coef` times the running Q
-        range the policy loss uses.
+        `worker.goal_scale: spread` (the default) makes the term's spread over the
+        candidates `coef` times the task value's: the spread, not the range, decides
+        which candidates are elites, so the term moves them by the same share whatever
+        the sizes of Q and of the term. A term that hardly varies (sd below
+        GOAL_SPREAD_FLOOR) counts for less. `range`: `coef` times the running Q range the
+        policy loss uses.
         """
-        coef = self.cfg.worker.goal_coef
         if self.cfg.worker.goal_scale == "range":
             return coef * self.scale.value
-        return coef * value.std() / goal_value.std().clamp_min(GOAL_SPREAD_FLOOR)
+        return coef * value.std() / term.std().clamp_min(GOAL_SPREAD_FLOOR)
 
     @torch.no_grad()
     def _estimate_value(
@@ -217,29 +226,37 @@ class TDMPC2:
         task: int | None = None,
         goal: torch.Tensor | None = None,
         prefix: tuple | None = None,
+        explore: bool = False,
     ) -> torch.Tensor:
         """Discounted return of latent rollouts plus the policy's Q at the end: [N, 1].
 
         With a `goal`, plus the goal term: the goal value V in [0, 1] of each candidate
-        times `_goal_weight`.
+        times `_term_weight` at `worker.goal_coef`. With `explore`, plus the novelty
+        term: the rollout's discounted novelty times `_term_weight` at
+        `worker.novelty_coef`.
 
         `prefix` is the `_rollout` of rows rolled out before, placed ahead of these: the
         policy prior's trajectories keep their actions through all MPPI iterations and
         the rollout is deterministic, so only their terminal value is drawn again.
         """
-        G, z, discount, alive, V = self._rollout(z, actions, goal, task)
+        G, z, discount, alive, V, E = self._rollout(z, actions, goal, task, explore)
         if prefix is not None:
             G, z = torch.cat([prefix[0], G]), torch.cat([prefix[1], z])
             if self.model.episodic:
                 alive = torch.cat([prefix[3], alive])
             if goal is not None:
                 V = torch.cat([prefix[4], V])
+            if explore:
+                E = torch.cat([prefix[5], E])
         action = self.model.pi_action(z, task)
         value = G + discount * alive * self.model.Q(z, action, return_type="avg", task=task)
-        if goal is None:
-            return value
-        V = V + alive * self._goal_value(z, goal, task)
-        return value + self._goal_weight(value, V) * V
+        total = value
+        if goal is not None:
+            V = V + alive * self._goal_value(z, goal, task)
+            total = total + self._term_weight(self.cfg.worker.goal_coef, value, V) * V
+        if explore:
+            total = total + self._term_weight(self.cfg.worker.novelty_coef, value, E) * E
+        return total
 
     @torch.no_grad()
     def _plan(
@@ -271,7 +288,8 @@ class TDMPC2:
             mean[:-1] = self._prev_mean[1:]
         # z stays one row: every rollout starts from it (see _rollout). The policy prior's
         # trajectories are rolled out once, not once per iteration.
-        prefix = self._rollout(z, actions[:, :n_pi], goal, task) if n_pi > 0 else None
+        explore = not eval_mode and self.novelty is not None
+        prefix = self._rollout(z, actions[:, :n_pi], goal, task, explore) if n_pi > 0 else None
         sampled = actions[:, n_pi:]
         mask = None if task is None else self.model.action_masks[task]
         for _ in range(cfg.iterations):
@@ -279,7 +297,7 @@ class TDMPC2:
             torch.addcmul(mean.unsqueeze(1), std.unsqueeze(1), noise, out=sampled).clamp_(-1, 1)
             if mask is not None:
                 sampled.mul_(mask)
-            value = self._estimate_value(z, sampled, task, goal, prefix)
+            value = self._estimate_value(z, sampled, task, goal, prefix, explore)
             value = value.nan_to_num_(0).squeeze(1)
             elite_value, elite_idxs = torch.topk(value, cfg.num_elites, sorted=False)
             elite_actions = actions[:, elite_idxs]

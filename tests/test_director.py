@@ -166,7 +166,11 @@ def test_goal_term_with_spread_scale_spreads_goal_coef_times_the_task_value():
         assert (term >= 0).all()
     # A goal value nearly equal for every candidate: its sd counts as GOAL_SPREAD_FLOOR.
     agent.goal_value = lambda z, g, mask: 0.5 + 1e-3 * z[:, :1]
-    agent._rollout = lambda z, actions, goal, task: (*TDMPC2._rollout(agent, z, actions)[:4], 0)
+    agent._rollout = lambda z, actions, goal, task, explore: (
+        *TDMPC2._rollout(agent, z, actions)[:4],
+        0,
+        0,
+    )
     term, flat = goal_term()
     assert term.std() < 0.5 * flat.std() * 0.2
 
@@ -194,6 +198,59 @@ def test_goal_conditioned_planning_moves_toward_the_goal():
     assert closer >= 8
 
 
+def test_novelty_term_spreads_novelty_coef_times_the_task_value():
+    """The exploration bonus in the planner: the discounted novelty of the imagined
+    latents, its sd over the candidates novelty_coef times the task value's; the cached
+    prior rollouts carry it; without `explore` the value is the flat one."""
+    cfg = director_cfg(["worker.novelty_coef=0.3", "worker.goal_scale=spread"])
+    agent = TDMPC2(cfg)
+    agent.novelty = lambda z: z[:, :4].sum(-1)
+    z = simnorm(torch.randn(1, 32), 8)
+    actions = torch.rand(cfg.horizon, 40, 3) * 2 - 1
+    values = {}
+    for explore in (False, True):
+        torch.manual_seed(0)
+        values[explore] = agent._estimate_value(z, actions, explore=explore)
+    term = values[True] - values[False]
+    assert torch.allclose(term.std(), 0.3 * values[False].std(), rtol=1e-4)
+    assert (term >= 0).all()
+    prefix = agent._rollout(z, actions[:, :7], explore=True)
+    torch.manual_seed(0)
+    cached = agent._estimate_value(z, actions[:, 7:], prefix=prefix, explore=True)
+    assert torch.allclose(cached, values[True], rtol=1e-5, atol=1e-5)
+
+
+def test_novelty_steers_training_actions_but_not_evaluation():
+    """With a big novelty_coef the planner's training actions lead to latents the
+    novelty function rates higher than the flat planner's; evaluation ignores it."""
+    cfg = director_cfg(["worker.novelty_coef=100.0", "num_samples=256", "iterations=4"])
+    torch.manual_seed(0)
+    agent = TDMPC2(cfg)
+    for p in agent.model._dynamics.parameters():  # a dynamics model that reacts to actions
+        torch.nn.init.normal_(p, std=0.3)
+    novel = simnorm(torch.randn(1, 32, generator=torch.Generator().manual_seed(9)), 8)
+    novelty_fn = lambda z: -(z - novel).norm(dim=-1)  # noqa: E731 (nearer `novel`: newer)
+    more = 0
+    for trial in range(10):
+        obs = torch.randn(5, generator=torch.Generator().manual_seed(trial))
+        with torch.no_grad():
+            z = agent.model.encode(obs.unsqueeze(0))
+
+        @torch.no_grad()
+        def novelty(action: torch.Tensor, z=z) -> float:
+            return float(novelty_fn(agent.model.next(z, action.unsqueeze(0))))
+
+        actions = {}
+        for name, fn in (("exploring", novelty_fn), ("flat", None)):
+            agent.novelty = fn
+            for eval_mode in (False, True):
+                torch.manual_seed(trial)
+                actions[name, eval_mode] = agent.act(obs, t0=True, eval_mode=eval_mode)
+        assert torch.equal(actions["exploring", True], actions["flat", True])
+        more += novelty(actions["exploring", False]) > novelty(actions["flat", False])
+    assert more >= 8
+
+
 # ------------------------------------------------------------------- Trainer
 def read_rows(path) -> list[dict]:
     with open(path) as f:
@@ -208,6 +265,10 @@ def test_the_preset_builds_a_director_trainer_and_the_command_line_wins(tmp_path
     assert trainer.cfg.task == "walker-walk"
     assert trainer.interval == 5  # the command line beats the preset's 8
     assert trainer.goal_vae.n_latents == 4
+    assert trainer.agent.novelty is None  # worker.novelty_coef 0: no exploration bonus
+    overrides.append("worker.novelty_coef=0.5")
+    trainer = build(compose_cfg(overrides), overrides)
+    assert trainer.agent.novelty == trainer.goal_vae.recon_error
 
 
 def test_director_run_logs_every_metric_and_checkpoint_reloads(tmp_path):
@@ -392,6 +453,7 @@ def test_evaluation_samples_the_managers_codes_unless_deterministic(tmp_path, de
         ("worker.relabel_offset=0", "worker.relabel_offset must be >= 1, got 0"),
         ("manager.batch_size=17", "manager.batch_size (17) must be <= worker.batch_size (16)"),
         ("worker.goal_coef=-0.1", "worker.goal_coef must be >= 0, got -0.1"),
+        ("worker.novelty_coef=-1", "worker.novelty_coef must be >= 0, got -1"),
     ],
 )
 def test_check_director_cfg_rejects_with_one_line(override, message):

@@ -39,8 +39,9 @@ def check_director_cfg(cfg: DictConfig) -> None:
             f"manager.batch_size ({m.batch_size}) must be <= worker.batch_size ({w.batch_size}): "
             "the Manager imagines from the Worker's replay latents"
         )
-    if float(w.goal_coef) < 0:
-        raise ConfigError(f"worker.goal_coef must be >= 0, got {w.goal_coef}")
+    for key, value in (("worker.goal_coef", w.goal_coef), ("worker.novelty_coef", w.novelty_coef)):
+        if float(value) < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}")
     if w.goal_scale not in ("spread", "range"):
         raise ConfigError(f"worker.goal_scale must be spread or range, got {w.goal_scale}")
 
@@ -140,6 +141,8 @@ class Hierarchy(Trainer):
             device=agent.device,
         )
         agent.goal_value = self.worker.value
+        if float(w.novelty_coef) > 0:  # the Manager's exploration bonus, in the planner too
+            agent.novelty = self.goal_vae.recon_error
         self.interval = int(m.goal_interval)
         self._goal: torch.Tensor | None = None
         self._start_similarity: torch.Tensor | None = None  # of the running training interval

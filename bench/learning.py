@@ -280,8 +280,10 @@ def control(
 
 
 # ------------------------------------------------------------------------ report
-def eval_curve(run_dir: Path) -> tuple[list[int], list[float]]:
+def eval_curve(run_dir: Path, until: float = math.inf) -> tuple[list[int], list[float]]:
+    """The evaluations up to step `until`: (steps, returns)."""
     rows = [r for r in read_rows(run_dir / "eval.csv") if r.get("episode_reward")]
+    rows = [r for r in rows if float(r["step"]) <= until]
     return [int(float(r["step"])) for r in rows], [float(r["episode_reward"]) for r in rows]
 
 
@@ -296,12 +298,14 @@ def area(steps: list[int], returns: list[float]) -> float:
     return total / (steps[-1] - steps[0])
 
 
-def train_metric(run_dir: Path, key: str, last: int = 5) -> float:
-    """Mean of the last `last` logged values of a train.csv column (nan if never logged)."""
+def train_metric(run_dir: Path, key: str, last: int = 5, until: float = math.inf) -> float:
+    """Mean of the last `last` values of a train.csv column logged up to step `until`
+    (nan if none)."""
     path = run_dir / "train.csv"
     if not path.is_file():
         return math.nan
-    values = [float(r[key]) for r in read_rows(path) if r.get(key)]
+    rows = read_rows(path)
+    values = [float(r[key]) for r in rows if r.get(key) and float(r["step"]) <= until]
     return statistics.fmean(values[-last:]) if values else math.nan
 
 
@@ -325,21 +329,32 @@ def fmt(value: float, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if math.isfinite(value) else "–"
 
 
-def collect(out: Path) -> tuple[dict[tuple[str, str], list[dict]], list[str]]:
-    """(task, agent) -> one record per run folder that reached its budget, and a line for
-    each run folder that stopped short of it (reported, never averaged in)."""
+def claim(seen: set[tuple[str, ...]], key: tuple[str, ...], run_dir: Path) -> None:
+    """Adds (task, agent, seed) to `seen`: a run found in two --out folders would count twice."""
+    if key in seen:
+        raise ValueError(f"{run_dir}: {' '.join(key)} is in more than one --out folder")
+    seen.add(key)
+
+
+def collect(
+    outs: Sequence[Path], until: int | None = None
+) -> tuple[dict[tuple[str, str], list[dict]], list[str]]:
+    """(task, agent) -> one record per run folder under the `outs` that reached its
+    budget (or step `until`, cut there: runs of different budgets compare on their first
+    steps), and a line for each run folder that stopped short of it (reported, never
+    averaged in). An agent's seeds may lie in several folders, each seed in one."""
     table: dict[tuple[str, str], list[dict]] = {}
-    unfinished = []
-    for eval_csv in sorted(out.glob("*/*/seed*/eval.csv")):
+    unfinished, seen = [], set()
+    for eval_csv in sorted(e for out in outs for e in out.glob("*/*/seed*/eval.csv")):
         run_dir = eval_csv.parent
-        steps, returns = eval_curve(run_dir)
         cfg = OmegaConf.load(run_dir / "config.yaml")
+        budget = cfg.steps if until is None else until
+        steps, returns = eval_curve(run_dir, budget)
         task, agent = run_dir.parents[1].name, run_dir.parent.name
-        if not steps or steps[-1] < cfg.steps:
+        claim(seen, (task, agent, run_dir.name), run_dir)
+        if not steps or steps[-1] < budget:
             last = steps[-1] if steps else 0
-            unfinished.append(
-                f"{task} {agent} {run_dir.name}: eval at step {last:,} of {cfg.steps:,}"
-            )
+            unfinished.append(f"{task} {agent} {run_dir.name}: eval at step {last:,} of {budget:,}")
             continue
         table.setdefault((task, agent), []).append(
             {
@@ -348,10 +363,11 @@ def collect(out: Path) -> tuple[dict[tuple[str, str], list[dict]], list[str]]:
                 "returns": returns,
                 "final": returns[-1],
                 "area": area(steps, returns),
-                "train": train_metric(run_dir, "episode_reward"),
-                "entropy": train_metric(run_dir, "manager/entropy") / max_entropy(cfg),
-                "reach": train_metric(run_dir, "goal/reached"),
-                "similarity": train_metric(run_dir, "goal/similarity"),
+                "train": train_metric(run_dir, "episode_reward", until=budget),
+                "entropy": train_metric(run_dir, "manager/entropy", until=budget)
+                / max_entropy(cfg),
+                "reach": train_metric(run_dir, "goal/reached", until=budget),
+                "similarity": train_metric(run_dir, "goal/similarity", until=budget),
             }
         )
     return table, unfinished
@@ -383,11 +399,15 @@ def random_return(out: Path, task: str, episodes: int = 30) -> float:
     return mean
 
 
-def report(out: Path, reference: Path | None, png: Path | None) -> str:
-    table, unfinished = collect(out)
+def report(
+    outs: Sequence[Path], reference: Path | None, png: Path | None, until: int | None = None
+) -> str:
+    """The learning table of the run folders under `outs` (see `collect`), and their
+    curves in `png`; random returns are cached in the first folder."""
+    table, unfinished = collect(outs, until)
     if not table:
-        raise FileNotFoundError(f"no finished run folders under {out}")
-    randoms = {task: random_return(out, task) for task, _ in table}
+        raise FileNotFoundError(f"no finished run folders under {', '.join(map(str, outs))}")
+    randoms = {task: random_return(outs[0], task) for task, _ in table}
     lines = [
         "| task | agent | seeds | last step | final eval (mean ± sd) | per seed | area | "
         "vs flat | random | last train eps | manager entropy / max | goals reached | "
@@ -551,7 +571,8 @@ def coverage(outs: Sequence[Path], png: Path | None, steps: int | None = None) -
     folders, from its replay buffer: a Markdown table per run and per agent, and
     coverage.png (cells per window, where the ball went). Windows are `seed_steps` long,
     so the first one is the random seeding phase, the baseline each run carries; `steps`
-    compares runs of different budgets on their first `steps` steps."""
+    compares runs of different budgets, or stopped after an evaluation at `steps`, on
+    their first `steps` steps."""
     runs, goals, unfinished, seen = [], [], [], set()
     for out in outs:
         for config in sorted(out.glob("*/*/seed*/config.yaml")):
@@ -559,18 +580,16 @@ def coverage(outs: Sequence[Path], png: Path | None, steps: int | None = None) -
             if cfg.get("task") not in COORDINATES:
                 continue
             budget = cfg.steps if steps is None else steps
-            if not (finished(run_dir, max(cfg.steps, budget)) and resumable(run_dir)):
+            if not (finished(run_dir, budget) and resumable(run_dir)):
                 unfinished.append(f"{cfg.task} {run_dir.parent.name} {run_dir.name}")
                 continue
             key = (cfg.task, run_dir.parent.name, run_dir.name)
-            if key in seen:
-                raise ValueError(f"{run_dir}: {' '.join(key)} is in more than one --out folder")
-            seen.add(key)
+            claim(seen, key, run_dir)
             states = training_states(run_dir)
-            if len(states) < cfg.steps:
+            if len(states) < budget:
                 raise ValueError(
                     f"{run_dir}: the replay buffer holds {len(states):,} of the run's "
-                    f"{cfg.steps:,} steps (buffer_size below steps), so coverage would miss some"
+                    f"{budget:,} steps (buffer_size below steps), so coverage would miss some"
                 )
             points = COORDINATES[cfg.task](states[:budget])
             runs.append((*key, int(cfg.seed_steps), points))
@@ -739,14 +758,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     rep = sub.add_parser("report", help="Markdown table and learning.png of the run folders")
     rep.add_argument("--reference", type=Path, default=ROOT.parent / "shared" / "reference")
-    rep.add_argument("--png", type=Path, help="default: OUT/learning.png")
+    rep.add_argument("--png", type=Path, help="default: learning.png in the first --out")
+    rep.add_argument("--steps", type=int, help="only each run's first STEPS steps")
     cov = sub.add_parser("coverage", help="where training went, from each run's replay buffer")
     cov.add_argument("--png", type=Path, help="default: coverage.png in the first --out")
     cov.add_argument("--steps", type=int, help="only each run's first STEPS steps")
-    cov.add_argument(
-        "--out", type=Path, nargs="+", default=[DEFAULT_OUT], help="folders of run folders"
-    )
-    for p in (run, ctl, rep):
+    for p in (rep, cov):
+        p.add_argument(
+            "--out", type=Path, nargs="+", default=[DEFAULT_OUT], help="folders of run folders"
+        )
+    for p in (run, ctl):
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder of the run folders")
     args = parser.parse_args(argv)
     try:
@@ -773,7 +794,8 @@ def main(argv: list[str] | None = None) -> None:
                 parse_agent(spec)
             sys.exit(run_grid(args))
         reference = args.reference if args.reference.is_dir() else None
-        print(report(args.out, reference, args.png or args.out / "learning.png"))
+        png = args.png or args.out[0] / "learning.png"
+        print(report(args.out, reference, png, args.steps))
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         sys.exit(f"error: {err}")
 

@@ -133,9 +133,36 @@ def test_report_lists_unfinished_runs_apart(grid, tmp_path):
     (short / "eval.csv").write_text("step,episode_reward\n0,5.0\n150,6.0\n")
     done = out / "walker-walk" / "flat" / "seed1"
     (tmp_path / "walker-walk" / "flat" / "seed1").symlink_to(done, target_is_directory=True)
-    table = learning.report(tmp_path, None, None)
+    table = learning.report([tmp_path], None, None)
     assert "| walker-walk | flat | 1 |" in table
     assert "- walker-walk flat seed9: eval at step 150 of 300" in table
+
+
+def test_report_pools_folders_and_cuts_runs_at_steps(grid, tmp_path):
+    """Seeds of one agent in two folders pool into one row; `--steps` compares every run
+    on its first steps, so a longer run stopped there counts; a run in both folders is
+    refused."""
+    out, _ = grid
+    longer = tmp_path / "walker-walk" / "flat" / "seed9"
+    longer.mkdir(parents=True)
+    (longer / "config.yaml").write_text("steps: 600\ntrainer: online\n")
+    (longer / "eval.csv").write_text("step,episode_reward\n0,5.0\n300,6.0\n")
+    flat = learning.collect([out])[0][("walker-walk", "flat")][0]
+    rep = bench("report", "--out", out, tmp_path, "--steps", "300", timeout=300)
+    assert rep.returncode == 0, rep.stderr
+    row = next(line for line in rep.stdout.splitlines() if "| flat |" in line)
+    assert row.startswith("| walker-walk | flat | 2 | 300 |")
+    assert f"1:{flat['final']:.0f} 9:6" in row
+    assert (out / "learning.png").is_file()  # in the first folder
+    table = learning.report([out, tmp_path], None, None)  # each at its own budget
+    assert "| walker-walk | flat | 1 | 300 |" in table
+    assert "- walker-walk flat seed9: eval at step 300 of 600" in table
+    (tmp_path / "walker-walk" / "director").mkdir()
+    (tmp_path / "walker-walk" / "director" / "seed1").symlink_to(
+        out / "walker-walk" / "director" / "seed1", target_is_directory=True
+    )
+    with pytest.raises(ValueError, match="is in more than one --out folder"):
+        learning.report([out, tmp_path], None, None)
 
 
 def test_a_grid_stopped_by_sigterm_resumes_where_it_stopped(tmp_path):
@@ -255,6 +282,14 @@ def test_coverage_counts_cells_and_height_per_window(tmp_path):
     assert "| cup-catch | director | 1 | 1 / 6 | 0.0 / 50.0 | 6.0 | 6.00 |" in table
     longer = learning.coverage([tmp_path, tmp_path / "short"], None, steps=40)
     assert "- cup-catch director seed1" in longer  # too short for 40 steps: listed apart
+    # A run of 60 steps stopped after its evaluation at step 40 counts for 40 steps.
+    stopped = tmp_path / "stopped" / "cup-catch" / "director" / "seed1"
+    replay_run(stopped, [swinging, still])
+    config = OmegaConf.load(stopped / "config.yaml")
+    config.steps = 60
+    OmegaConf.save(config, stopped / "config.yaml")
+    table = learning.coverage([tmp_path, tmp_path / "stopped"], None, steps=40)
+    assert "| cup-catch | director | 1 | 1 / 6 / 1 / 1 |" in table
     with pytest.raises(ValueError, match="is in more than one --out folder"):
         learning.coverage([tmp_path, tmp_path], None)
 

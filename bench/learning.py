@@ -8,6 +8,7 @@
     python bench/learning.py control --tasks walker-walk --overrides manager.deterministic=true
     python bench/learning.py control --tasks walker-walk --agents director-s05   # one agent
     python bench/learning.py coverage --out bench/results/sparse   # exploration, return aside
+    python bench/learning.py final --eval-episodes 10   # each run's last checkpoint again
 
 An agent is `flat`, `director`, or `NAME=key=value,key=value` (Hydra overrides on top
 of flat, e.g. `director-g0=trainer=director,worker.goal_coef=0`). Every run of the
@@ -207,16 +208,15 @@ def launch_hydra(args: argparse.Namespace, todo: list[Run]) -> int:
 
 
 # ----------------------------------------------------------------------- control
-EVALUATED = ("episode_reward", "goal_reached", "goal_similarity")  # control's columns
+EVALUATED = ("step", "episode_reward", "goal_reached", "goal_similarity")  # kept columns
 
 
 def evaluate_run(
-    run_dir: Path, cfg, goal_coef: float, episodes: int, overrides: Sequence[str] = ()
+    run_dir: Path, cfg, episodes: int, overrides: Sequence[str] = ()
 ) -> dict[str, float]:
-    """One evaluation of a run's checkpoint at `goal_coef`; its row of eval/eval.csv."""
+    """One evaluation of a run's checkpoint with `overrides`; its row of eval/eval.csv."""
     command = [sys.executable, str(EVALUATE), f"checkpoint={run_dir}", f"task={cfg.task}"]
-    command += [f"eval_episodes={episodes}", "threads=1", f"worker.goal_coef={goal_coef}"]
-    command += overrides
+    command += [f"eval_episodes={episodes}", "threads=1", *overrides]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{run_dir}: evaluation failed: {done.stderr.strip()[-500:]}")
@@ -260,7 +260,10 @@ def control(
 
     def evaluate_all(run: tuple) -> list[dict[str, float]]:
         run_dir, cfg, coefs = run
-        return [evaluate_run(run_dir, cfg, coef, episodes, overrides) for coef in coefs]
+        return [
+            evaluate_run(run_dir, cfg, episodes, [f"worker.goal_coef={coef}", *overrides])
+            for coef in coefs
+        ]
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(evaluate_all, runs))
@@ -276,6 +279,58 @@ def control(
                 f"{r['episode_reward']:.0f} | {fmt(r.get('goal_reached', math.nan))} | "
                 f"{fmt(r.get('goal_similarity', math.nan))} |"
             )
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------- final
+def final(
+    outs: Sequence[Path],
+    episodes: int,
+    jobs: int,
+    tasks: Sequence[str] = (),
+    agents: Sequence[str] = (),
+) -> str:
+    """Every finished run's last checkpoint (of `tasks` and `agents`, if given) evaluated
+    again over `episodes` episodes, as trained: a Markdown table per task and agent, with
+    each seed's return. The grid's few episodes per point are noisy where an episode
+    scores either 0 or several hundred (cup-catch); more episodes of the final policy
+    tell the agents apart. Evaluations append to each run's eval/eval.csv."""
+    runs, seen = [], set()
+    for config in sorted(c for out in outs for c in out.glob("*/*/seed*/config.yaml")):
+        run_dir, cfg = config.parent, OmegaConf.load(config)
+        task, agent = run_dir.parents[1].name, run_dir.parent.name
+        if (tasks and task not in tasks) or (agents and agent not in agents):
+            continue
+        if finished(run_dir, cfg.steps) and resumable(run_dir):
+            claim(seen, (task, agent, run_dir.name), run_dir)
+            runs.append((run_dir, cfg))
+    if not runs:
+        where = f" of {', '.join([*tasks, *agents])}" if tasks or agents else ""
+        raise FileNotFoundError(
+            f"no finished run{where} with a checkpoint under {', '.join(map(str, outs))}"
+        )
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(lambda run: evaluate_run(*run, episodes), runs))
+    table: dict[tuple[str, str], list[tuple[str, int, float]]] = {}
+    for (run_dir, _), row in zip(runs, results, strict=True):
+        key = (run_dir.parents[1].name, run_dir.parent.name)
+        record = (run_dir.name[4:], int(row["step"]), row["episode_reward"])
+        table.setdefault(key, []).append(record)
+    lines = [
+        f"| task | agent | seeds | checkpoint step | return over {episodes} episodes "
+        "(mean ± sd over seeds) | per seed | vs flat |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (task, agent), records in sorted(table.items()):
+        returns = [r for *_, r in records]
+        flat = statistics.fmean([r for *_, r in table.get((task, "flat"), [])] or [math.nan])
+        ratio = statistics.fmean(returns) / flat if flat else math.nan
+        steps = sorted({s for _, s, _ in records})
+        lines.append(
+            f"| {task} | {agent} | {len(records)} | {' / '.join(f'{s:,}' for s in steps)} | "
+            f"{spread(returns)} | {' '.join(f'{s}:{r:.0f}' for s, _, r in records)} | "
+            f"{fmt(ratio)} |"
+        )
     return "\n".join(lines)
 
 
@@ -756,6 +811,11 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         help="for every evaluation, e.g. manager.deterministic=true",
     )
+    fin = sub.add_parser("final", help="each run's last checkpoint over more episodes")
+    fin.add_argument("--eval-episodes", type=int, default=10)
+    fin.add_argument("--jobs", type=int, default=2)
+    fin.add_argument("--tasks", nargs="*", default=[], help="only these tasks' runs")
+    fin.add_argument("--agents", nargs="*", default=[], help="only these agents' runs (names)")
     rep = sub.add_parser("report", help="Markdown table and learning.png of the run folders")
     rep.add_argument("--reference", type=Path, default=ROOT.parent / "shared" / "reference")
     rep.add_argument("--png", type=Path, help="default: learning.png in the first --out")
@@ -763,7 +823,7 @@ def main(argv: list[str] | None = None) -> None:
     cov = sub.add_parser("coverage", help="where training went, from each run's replay buffer")
     cov.add_argument("--png", type=Path, help="default: coverage.png in the first --out")
     cov.add_argument("--steps", type=int, help="only each run's first STEPS steps")
-    for p in (rep, cov):
+    for p in (rep, cov, fin):
         p.add_argument(
             "--out", type=Path, nargs="+", default=[DEFAULT_OUT], help="folders of run folders"
         )
@@ -771,8 +831,11 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder of the run folders")
     args = parser.parse_args(argv)
     try:
-        if args.mode in ("run", "control") and args.jobs < 1:
+        if args.mode in ("run", "control", "final") and args.jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+        if args.mode == "final":
+            print(final(args.out, args.eval_episodes, args.jobs, args.tasks, args.agents))
+            return
         if args.mode == "control":
             print(
                 control(

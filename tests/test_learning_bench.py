@@ -213,6 +213,27 @@ def test_control_evaluates_each_hierarchy_with_and_without_its_goal_term(grid):
     )
 
 
+def test_final_evaluates_every_runs_last_checkpoint_again(grid):
+    """`final` evaluates flat and hierarchy alike, as trained, and tabulates them by seed."""
+    out, _ = grid
+    missing = bench("final", "--out", out, "--agents", "director-x")
+    assert missing.returncode != 0
+    assert "error: no finished run of director-x with a checkpoint under" in missing.stderr
+    result = bench("final", "--out", out, "--eval-episodes", "1", "--jobs", "2", timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines()[2:]]
+    assert [r[1].strip() for r in rows] == ["director", "flat"]
+    for row in rows:
+        evaluated = learning.read_rows(
+            out / "walker-walk" / row[1].strip() / "seed1" / "eval" / "eval.csv"
+        )
+        assert row[3].strip() == f"{int(float(evaluated[-1]['step'])):,}"
+        assert row[5].strip() == f"1:{float(evaluated[-1]['episode_reward']):.0f}"
+    trained = learning.read_rows(out / "walker-walk" / "director" / "seed1" / "eval" / "eval.csv")
+    assert trained[-1]["worker.goal_coef"] == "0.5"  # as trained, not the control's 0
+    assert rows[1][6].strip() == "1.00"  # flat against itself
+
+
 def test_goal_targets_are_training_states_and_tabulated(grid):
     """Each decoded goal maps to the coordinates of one of the run's training states (the
     walker run's first two observations stand in for a task's coordinates)."""

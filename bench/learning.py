@@ -283,6 +283,21 @@ def control(
 
 
 # ------------------------------------------------------------------------- final
+def final_return(run_dir: Path, cfg, episodes: int) -> dict[str, float]:
+    """The run's last checkpoint evaluated over `episodes` episodes, cached in
+    eval/final.json while the run's last step and the episode count stay the same, so a
+    rerun (e.g. to add an agent's runs to the table) evaluates only what is new."""
+    cache = run_dir / "eval" / "final.json"
+    if cache.is_file():
+        cached = json.loads(cache.read_text())
+        if cached["episodes"] == episodes and cached["step"] == last_step(run_dir):
+            return cached
+    row = evaluate_run(run_dir, cfg, episodes)
+    result = {"step": row["step"], "episodes": episodes, "episode_reward": row["episode_reward"]}
+    cache.write_text(json.dumps(result) + "\n")
+    return result
+
+
 def final(
     outs: Sequence[Path],
     episodes: int,
@@ -310,7 +325,7 @@ def final(
             f"no finished run{where} with a checkpoint under {', '.join(map(str, outs))}"
         )
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(lambda run: evaluate_run(*run, episodes), runs))
+        results = list(pool.map(lambda run: final_return(*run, episodes), runs))
     table: dict[tuple[str, str], list[tuple[str, int, float]]] = {}
     for (run_dir, _), row in zip(runs, results, strict=True):
         key = (run_dir.parents[1].name, run_dir.parent.name)

@@ -232,6 +232,12 @@ def test_final_evaluates_every_runs_last_checkpoint_again(grid):
     trained = learning.read_rows(out / "walker-walk" / "director" / "seed1" / "eval" / "eval.csv")
     assert trained[-1]["worker.goal_coef"] == "0.5"  # as trained, not the control's 0
     assert rows[1][6].strip() == "1.00"  # flat against itself
+    flat_csv = out / "walker-walk" / "flat" / "seed1" / "eval" / "eval.csv"
+    evaluations = len(learning.read_rows(flat_csv))
+    again = bench("final", "--out", out, "--eval-episodes", "1", "--agents", "flat", timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.splitlines()[2] == result.stdout.splitlines()[3]  # cached, not rerun
+    assert len(learning.read_rows(flat_csv)) == evaluations
 
 
 def test_goal_targets_are_training_states_and_tabulated(grid):

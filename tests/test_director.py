@@ -271,6 +271,16 @@ def test_the_preset_builds_a_director_trainer_and_the_command_line_wins(tmp_path
     assert trainer.agent.novelty == trainer.goal_vae.recon_error
 
 
+def test_the_cup_catch_preset_carries_the_measured_exploration_settings(tmp_path):
+    overrides = [*TINY, "task=director_cup_catch", f"work_dir={tmp_path}"]
+    trainer = build(compose_cfg(overrides), overrides)
+    assert type(trainer).__name__ == "DirectorTrainer"
+    assert trainer.cfg.task == "cup-catch"
+    assert trainer.agent.novelty == trainer.goal_vae.recon_error  # the Worker's bonus is on
+    assert trainer.cfg.manager.return_floor == 0.01
+    assert trainer.cfg.manager.entropy_target == 0.5
+
+
 def test_director_run_logs_every_metric_and_checkpoint_reloads(tmp_path):
     overrides = [
         *TINY,

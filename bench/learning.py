@@ -88,11 +88,13 @@ def grid(args: argparse.Namespace) -> list[Run]:
         f"model_size={args.model_size}",
         *args.overrides,
     ]
+    # Seed-major: every agent's first seed runs before any second seed, so a grid stopped
+    # early still compares all agents on the same seeds.
+    agents = [parse_agent(spec) for spec in args.agents]
     runs = []
-    for task in args.tasks:
-        for spec in args.agents:
-            name, agent_overrides = parse_agent(spec)
-            for seed in args.seeds:
+    for seed in args.seeds:
+        for task in args.tasks:
+            for name, agent_overrides in agents:
                 run_dir = args.out / task / name / f"seed{seed}"
                 overrides = [f"task={task}", f"seed={seed}", *budget, *agent_overrides]
                 runs.append(Run(task, name, seed, tuple(overrides), run_dir))

@@ -211,12 +211,16 @@ class TDMPC2:
         candidates `coef` times the task value's: the spread, not the range, decides
         which candidates are elites, so the term moves them by the same share whatever
         the sizes of Q and of the term. A term that hardly varies (sd below
-        GOAL_SPREAD_FLOOR) counts for less. `range`: `coef` times the running Q range the
-        policy loss uses.
+        GOAL_SPREAD_FLOOR) counts for less. A task value that hardly varies (zero-initialised
+        Q heads, a sparse task before its first reward, a task that pays -1 every step)
+        counts as `worker.value_spread_floor` times the running Q range, so the term then
+        decides the elites rather than weighing nothing. `range`: `coef` times the running
+        Q range the policy loss uses.
         """
         if self.cfg.worker.goal_scale == "range":
             return coef * self.scale.value
-        return coef * value.std() / term.std().clamp_min(GOAL_SPREAD_FLOOR)
+        floor = float(self.cfg.worker.value_spread_floor) * self.scale.value
+        return coef * value.std().clamp_min(floor) / term.std().clamp_min(GOAL_SPREAD_FLOOR)
 
     @torch.no_grad()
     def _estimate_value(

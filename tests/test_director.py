@@ -142,27 +142,40 @@ def test_goal_term_with_range_scale_is_bounded_by_the_goal_weight():
     assert torch.equal(agent._goal_value(last, goal), torch.zeros(40, 1))
 
 
+def varied_task_value(agent: TDMPC2) -> None:
+    """A reward head whose output differs across candidates by far more than rounding:
+    zero-initialised heads give a task value whose spread is 0 on one CPU and 1e-7 on
+    another, which no ratio of spreads survives."""
+    torch.manual_seed(3)
+    for p in agent.model._reward.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+
+
+def goal_term(agent: TDMPC2, z, actions, goal) -> tuple[torch.Tensor, torch.Tensor]:
+    """(value with the goal - value without it, value without it) over the candidates."""
+    torch.manual_seed(0)
+    with_goal = agent._estimate_value(z, actions, goal=goal)
+    torch.manual_seed(0)
+    flat = agent._estimate_value(z, actions)
+    return with_goal - flat, flat
+
+
 def test_goal_term_with_spread_scale_spreads_goal_coef_times_the_task_value():
     """goal_scale spread: over the candidates, the goal term's sd is goal_coef times the
     task value's, whatever the Q range; a goal value that hardly varies weighs less."""
     cfg = director_cfg(["worker.goal_coef=0.5", "worker.goal_scale=spread"])
     agent = TDMPC2(cfg)
+    varied_task_value(agent)
+    torch.manual_seed(1)
     z = simnorm(torch.randn(1, 32), 8)
     actions = torch.rand(cfg.horizon, 40, 3) * 2 - 1
     goal = simnorm(torch.randn(1, 32), 8)
-
-    def goal_term() -> tuple[torch.Tensor, torch.Tensor]:
-        torch.manual_seed(0)
-        with_goal = agent._estimate_value(z, actions, goal=goal)
-        torch.manual_seed(0)
-        flat = agent._estimate_value(z, actions)
-        return with_goal - flat, flat
-
-    for q_range in (1.0, 50.0):  # the Q range does not enter
+    for q_range in (1.0, 3.0):  # the Q range does not enter while the task value varies
         agent.scale.percentiles.copy_(torch.tensor([0.0, q_range]))
         agent.goal_value = lambda z, g, mask: torch.sigmoid(4 * (z - g).sum(-1, keepdim=True))
-        term, flat = goal_term()
-        assert torch.allclose(term.std(), 0.5 * flat.std(), rtol=1e-4)
+        term, flat = goal_term(agent, z, actions, goal)
+        assert flat.std() > 3 * cfg.worker.value_spread_floor * q_range  # above the floor
+        assert torch.allclose(term.std(), 0.5 * flat.std(), rtol=1e-3)
         assert (term >= 0).all()
     # A goal value nearly equal for every candidate: its sd counts as GOAL_SPREAD_FLOOR.
     agent.goal_value = lambda z, g, mask: 0.5 + 1e-3 * z[:, :1]
@@ -171,8 +184,32 @@ def test_goal_term_with_spread_scale_spreads_goal_coef_times_the_task_value():
         0,
         0,
     )
-    term, flat = goal_term()
+    term, flat = goal_term(agent, z, actions, goal)
     assert term.std() < 0.5 * flat.std() * 0.2
+
+
+@pytest.mark.parametrize("q_range", [1.0, 40.0])
+def test_goal_term_steers_where_the_task_value_does_not_vary(q_range):
+    """A task value with no spread over the candidates (zero-initialised heads: exactly 0
+    on some CPUs, rounding noise on others) counts as value_spread_floor times the Q range:
+    the goal term then spreads goal_coef times that and ranks the candidates alone."""
+    cfg = director_cfg(["worker.goal_coef=0.5", "worker.value_spread_floor=0.02"])
+    agent = TDMPC2(cfg)
+    agent.scale.percentiles.copy_(torch.tensor([-q_range, 0.0]))
+    agent.goal_value = lambda z, g, mask: torch.sigmoid(4 * (z - g).sum(-1, keepdim=True))
+    torch.manual_seed(1)
+    z = simnorm(torch.randn(1, 32), 8)
+    actions = torch.rand(cfg.horizon, 40, 3) * 2 - 1
+    goal = simnorm(torch.randn(1, 32), 8)
+    term, flat = goal_term(agent, z, actions, goal)
+    assert flat.std() < 1e-4  # the degenerate case, on any CPU
+    expected = 0.5 * 0.02 * q_range
+    assert torch.allclose(term.std(), torch.tensor(expected), rtol=0.05)
+    with_goal = flat + term  # the elites are the candidates the goal value ranks first
+    goal_rank = term.squeeze(-1).argsort(descending=True)[:8]
+    assert set(with_goal.squeeze(-1).argsort(descending=True)[:8].tolist()) == set(
+        goal_rank.tolist()
+    )
 
 
 def test_goal_conditioned_planning_moves_toward_the_goal():
@@ -204,6 +241,7 @@ def test_novelty_term_spreads_novelty_coef_times_the_task_value():
     prior rollouts carry it; without `explore` the value is the flat one."""
     cfg = director_cfg(["worker.novelty_coef=0.3", "worker.goal_scale=spread"])
     agent = TDMPC2(cfg)
+    varied_task_value(agent)
     agent.novelty = lambda z: z[:, :4].sum(-1)
     z = simnorm(torch.randn(1, 32), 8)
     actions = torch.rand(cfg.horizon, 40, 3) * 2 - 1
@@ -212,7 +250,8 @@ def test_novelty_term_spreads_novelty_coef_times_the_task_value():
         torch.manual_seed(0)
         values[explore] = agent._estimate_value(z, actions, explore=explore)
     term = values[True] - values[False]
-    assert torch.allclose(term.std(), 0.3 * values[False].std(), rtol=1e-4)
+    assert values[False].std() > 3 * cfg.worker.value_spread_floor  # above the floor
+    assert torch.allclose(term.std(), 0.3 * values[False].std(), rtol=1e-3)
     assert (term >= 0).all()
     prefix = agent._rollout(z, actions[:, :7], explore=True)
     torch.manual_seed(0)

@@ -327,8 +327,8 @@ def plain_value(agent: TDMPC2, z: torch.Tensor, actions: torch.Tensor, goal=None
     With a goal, plus a weight times V: inside the horizon (1 - gd) * gd^t times the
     similarity of each next latent, after it gd^H times the goal value of the last
     latent (its similarity when the agent has no `goal_value`). The weight is goal_coef
-    times the Q range (goal_scale range) or times the candidates' value sd over their
-    V's sd, at least 0.01 (spread).
+    times the Q range (goal_scale range) or times the candidates' value sd (at least
+    value_spread_floor times the Q range) over their V's sd (at least 0.01) (spread).
     """
     m, cfg = agent.model, agent.cfg
     z = z.expand(actions.shape[1], -1)
@@ -359,7 +359,8 @@ def plain_value(agent: TDMPC2, z: torch.Tensor, actions: torch.Tensor, goal=None
     V = V + gd**cfg.horizon * tail
     if cfg.worker.goal_scale == "range":
         return value + cfg.worker.goal_coef * agent.scale.value * V
-    return value + cfg.worker.goal_coef * value.std() / V.std().clamp_min(0.01) * V
+    spread = value.std().clamp_min(cfg.worker.value_spread_floor * agent.scale.value)
+    return value + cfg.worker.goal_coef * spread / V.std().clamp_min(0.01) * V
 
 
 def goal_setup(agent: TDMPC2, goal: str | None) -> torch.Tensor | None:

@@ -1,4 +1,5 @@
-"""Environments by task name: DeepMind Control, Gymnasium (`gym-<Id>`) and `toy-reach`.
+"""Environments by task name: DeepMind Control, Gymnasium (`gym-<Id>`), OGBench mazes
+(`ogbench-<id>`) and `toy-reach`.
 
 `make_env(cfg)` builds the task's environment and writes the shapes the agent needs into
 `cfg`; every environment follows the contract of `wrappers.TensorWrapper`.
@@ -12,19 +13,23 @@ from typing import Any
 
 from omegaconf.errors import MissingMandatoryValue
 
-from tdmpc2.envs import dmcontrol, gymnasium, toy
+from tdmpc2.envs import dmcontrol, gymnasium, ogbench, toy
 from tdmpc2.envs.multitask import MultitaskEnv, task_names
 from tdmpc2.envs.wrappers import TensorWrapper, TimeLimit
 from tdmpc2.envs.wrappers.pixels import Pixels
 
 # Listed when a task is unknown; raw suite names and any registered gym id also work.
-KNOWN_TASKS: tuple[str, ...] = tuple(sorted({*dmcontrol.TASKS, *gymnasium.TASKS, *toy.TASKS}))
+KNOWN_TASKS: tuple[str, ...] = tuple(
+    sorted({*dmcontrol.TASKS, *gymnasium.TASKS, *ogbench.TASKS, *toy.TASKS})
+)
 
 
 def _builder(task: str) -> Callable[[str, int], TimeLimit]:
     """The module that builds `task`; unknown names fail here, before any simulator loads."""
     if task in toy.TASKS:
         return toy.make
+    if ogbench.is_task(task):
+        return ogbench.make
     if gymnasium.is_task(task):
         return gymnasium.make
     if dmcontrol.resolve(task) is not None:
@@ -32,6 +37,12 @@ def _builder(task: str) -> Callable[[str, int], TimeLimit]:
     close = difflib.get_close_matches(task, KNOWN_TASKS, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     raise ValueError(f"Unknown task '{task}'{hint}. Known tasks: {', '.join(KNOWN_TASKS)}")
+
+
+def terminates(task: str) -> bool:
+    """Whether the task's episodes end before the time limit, so `episodic` defaults to
+    true: Gymnasium tasks that end on a fall, and the mazes, which end at the goal."""
+    return gymnasium.terminates(task) or ogbench.is_task(task)
 
 
 def _is_unset(cfg: Any, key: str) -> bool:
@@ -46,8 +57,8 @@ def make_env(cfg: Any) -> TensorWrapper | MultitaskEnv:
 
     Sets `obs_shape` (keyed by `obs`: state or rgb), `action_dim` and `episode_length`, and
     `seed_steps` and `episodic` unless they were given explicitly (an override on the
-    command line wins over the default; only Gymnasium tasks that end on a fall are
-    episodic by default). With `obs=rgb` the task is rendered at 64x64, 3 frames stacked.
+    command line wins over the default; see `terminates` for the tasks that are episodic
+    by default). With `obs=rgb` the task is rendered at 64x64, 3 frames stacked.
     """
     if cfg.get("multitask"):
         return _make_multitask_env(cfg)
@@ -63,7 +74,7 @@ def make_env(cfg: Any) -> TensorWrapper | MultitaskEnv:
     if _is_unset(cfg, "seed_steps"):
         cfg.seed_steps = max(1000, 5 * cfg.episode_length)
     if _is_unset(cfg, "episodic"):
-        cfg.episodic = gymnasium.terminates(task)
+        cfg.episodic = terminates(task)
     return env
 
 
@@ -93,7 +104,7 @@ def _make_multitask_env(cfg: Any) -> MultitaskEnv:
     if _is_unset(cfg, "seed_steps"):
         cfg.seed_steps = max(1000, 5 * cfg.episode_length)
     if _is_unset(cfg, "episodic"):
-        cfg.episodic = any(gymnasium.terminates(name) for name in names)
+        cfg.episodic = any(terminates(name) for name in names)
     return env
 
 

@@ -39,7 +39,11 @@ def check_director_cfg(cfg: DictConfig) -> None:
             f"manager.batch_size ({m.batch_size}) must be <= worker.batch_size ({w.batch_size}): "
             "the Manager imagines from the Worker's replay latents"
         )
-    for key, value in (("worker.goal_coef", w.goal_coef), ("worker.novelty_coef", w.novelty_coef)):
+    for key, value in (
+        ("worker.goal_coef", w.goal_coef),
+        ("worker.novelty_coef", w.novelty_coef),
+        ("worker.value_spread_floor", w.value_spread_floor),
+    ):
         if float(value) < 0:
             raise ConfigError(f"{key} must be >= 0, got {value}")
     if w.goal_scale not in ("spread", "range"):

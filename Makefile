@@ -9,11 +9,18 @@ PYTEST_ARGS ?=
 # Test files run on two worker processes (one per core here), each with its share of threads.
 PYTEST_WORKERS ?= 2
 
-.PHONY: install train test lint format
+# The numerically sensitive tests, run again under the other numerics this CPU can emulate:
+# ATen's kernels for another instruction set, and ATen's layers instead of the native kernel
+# (built with -march=native and fast-math). Other machines round differently by default.
+NUMERIC_TESTS ?= tests/test_core.py tests/test_fast_paths.py tests/test_goal_vae.py \
+	tests/test_goal_worker.py tests/test_manager.py tests/test_director.py
+NUMERICS ?= ATEN_CPU_CAPABILITY=default ATEN_CPU_CAPABILITY=avx2 TDMPC2_CPU_KERNELS=0
+
+.PHONY: install train test test-numerics lint format
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,ogbench]'
 	@touch $@
 
 install: $(VENV)/.installed
@@ -23,6 +30,13 @@ train: install
 
 test: install lint
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+test-numerics: install
+	@for setting in $(NUMERICS); do \
+		echo "== $$setting"; \
+		env $$setting $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(NUMERIC_TESTS) \
+			$(PYTEST_ARGS) || exit 1; \
+	done
 
 lint: install
 	$(VENV)/bin/ruff check .

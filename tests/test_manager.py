@@ -268,6 +268,9 @@ def test_adaptive_entropy_holds_the_target_where_a_fixed_coefficient_collapses()
     """Class 3 pays in both slots, by as little as the Goal-VAE's bonus spans, with no
     floor on its scale: a fixed 0.017 lets the policy collapse onto it, entropy_target=0.5
     holds the entropy near half its maximum, and the coefficient resumes with the state.
+    The coefficient moves 1% per update, so the entropy oscillates about the target (one
+    update's share ranged 0.37-0.70 over the last 100, by CPU and backend): the property
+    is the mean over the last 100 updates (0.49-0.52 measured under every backend here).
     (With per-batch advantage_norm the adaptive coefficient oscillates: measured.)"""
     d, b = 16, 8
     z = latents(1).expand(d + 1, b, 32).contiguous()
@@ -283,15 +286,17 @@ def test_adaptive_entropy_holds_the_target_where_a_fixed_coefficient_collapses()
             return_floor=0.01,
             entropy_target=target,
         )
+        entropies = []
         for _ in range(300):
             codes = manager.act(z[:-1].reshape(-1, 32)).view(d, b, 2, 4)
             bonus = 0.02 * codes[:, :, :, 3].sum(-1)
             metrics = manager.update(
                 z, codes, torch.stack([torch.zeros(d, b), bonus]), torch.zeros(d, b)
             )
-        shares.append(metrics["manager/entropy"].item() / manager.max_entropy())
+            entropies.append(metrics["manager/entropy"].item())
+        shares.append(sum(entropies[-100:]) / 100 / manager.max_entropy())
         managers.append(manager)
-    assert shares[0] < 0.3 and 0.4 < shares[1] < 0.6
+    assert shares[0] < 0.1 and 0.4 < shares[1] < 0.6
     adapted = managers[1].entropy_coef.item()
     assert managers[0].entropy_coef.item() == pytest.approx(0.017)
     assert adapted != pytest.approx(0.017)

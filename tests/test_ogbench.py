@@ -1,0 +1,82 @@
+"""OGBench mazes: names, the missing-extra error, the maze contract, and a short training."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tdmpc2.envs import KNOWN_TASKS, ogbench
+from tests.test_envs import episode, innermost, make
+from tests.test_train import read_csv, run
+
+TASK = "ogbench-pointmaze-medium-singletask-task3-v0"
+needs_ogbench = pytest.mark.skipif(
+    importlib.util.find_spec("ogbench") is None, reason=ogbench.MISSING
+)
+
+
+def test_names_resolve_without_ogbench_and_misspellings_are_caught():
+    assert TASK in KNOWN_TASKS and "ogbench-antmaze-giant-singletask-v0" in KNOWN_TASKS
+    with pytest.raises(ValueError, match="did you mean 'ogbench-pointmaze-medium-singletask"):
+        make("ogbench-pointmaze-meduim-singletask-v0")
+
+
+def test_a_missing_extra_fails_in_one_line_naming_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ogbench", None)  # `import ogbench` raises ImportError
+    with pytest.raises(ImportError) as err:
+        make(TASK)
+    assert str(err.value) == ogbench.MISSING and "[ogbench]" in str(err.value)
+
+
+@needs_ogbench
+def test_pointmaze_contract_minus_one_per_step_and_the_goal_ends_the_episode():
+    env, cfg = make(TASK)
+    assert cfg.obs_shape == {"state": (2,)} and cfg.action_dim == 2
+    assert cfg.episode_length == 1000 and cfg.seed_steps == 5000
+    assert cfg.episodic is True  # the goal ends the episode
+    obs = env.reset()
+    assert obs.shape == (2,) and obs.dtype == torch.float32
+    _, reward, done, info = env.step(torch.zeros(2))
+    assert reward == -1.0 and not done and info["success"] == 0.0
+    maze = innermost(env)._env.unwrapped
+    start = obs[ogbench.XY].numpy()
+    goal = np.asarray(maze.cur_goal_xy)
+    assert np.linalg.norm(start - goal) > 4  # over a cell away: random actions never get there
+    maze.set_xy(goal)  # put the point on the goal: the next step pays 0 and ends
+    _, reward, done, info = env.step(torch.zeros(2))
+    assert reward == 0.0 and done and info["terminated"] and info["success"] == 1.0
+
+
+@needs_ogbench
+def test_random_actions_run_the_full_1000_steps_without_the_goal():
+    env, _ = make(TASK, seed=3)
+    total, steps, info = episode(env, lambda obs: torch.rand(2) * 2 - 1)
+    assert steps == 1000 and total == -1000.0 and info["success"] == 0.0
+
+
+@needs_ogbench
+def test_director_trains_on_a_maze_and_logs_success(tmp_path):
+    """A hierarchy with the novelty bonus trains, evaluates with success in eval.csv, saves
+    a checkpoint, and evaluate.py loads it."""
+    run_dir = tmp_path / "run"
+    tiny = ["model_size=1", "mlp_dim=32", "enc_dim=32", "latent_dim=16", "num_samples=32"]
+    tiny += ["num_elites=4", "num_pi_trajs=4", "iterations=1", "batch_size=16"]
+    tiny += ["goal_vae.hidden_dim=16", "manager.hidden_dim=16", "worker.hidden_dim=16"]
+    tiny += ["manager.batch_size=8", "worker.batch_size=16", "device=cpu", "threads=1"]
+    args = [*tiny, f"task={TASK}", "trainer=director", "worker.novelty_coef=1", "steps=1100"]
+    args += ["seed_steps=1000", "eval_freq=1100", "eval_episodes=1", f"work_dir={run_dir}"]
+    proc = run(["tdmpc2/train.py", *args, "progress_bar=false"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = read_csv(run_dir / "eval.csv")
+    assert [int(r["step"]) for r in rows] == [0, 1100]
+    for row in rows:
+        assert float(row["episode_success"]) in (0.0, 1.0)
+        assert -1000.0 <= float(row["episode_reward"]) <= 0.0
+        assert 1.0 <= float(row["goal_perplexity"]) <= 64.0  # the Manager handed out goals
+    proc = run(["tdmpc2/evaluate.py", f"checkpoint={run_dir}", f"task={TASK}", "eval_episodes=1"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(read_csv(run_dir / "eval" / "eval.csv")[0]["step"]) == 1100

@@ -1,8 +1,9 @@
-"""bench/learning.py trains a tiny grid end to end, skips finished runs and reports them."""
+"""bench/learning.py trains a tiny grid end to end, skips finished runs and reports them;
+the named agents, per-task coverage coordinates and the command line's help."""
 
 from __future__ import annotations
 
-import importlib.util
+import argparse
 import json
 import math
 import signal
@@ -14,13 +15,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from bench.learn import cli, common, coordinates, coverage, coverage_plot, report, run
 from tdmpc2.common import checkpoint
 from tdmpc2.common.buffer import Buffer
 from tests.conftest import ROOT
-
-_spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "bench" / "learning.py")
-learning = sys.modules["bench_learning"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(learning)  # registered first: its @dataclass looks itself up
 
 QUICK = ["--agents", "flat", "director", "--seeds", "1", "--steps", "300", "--eval-freq", "150"]
 QUICK += ["--eval-episodes", "1", "--model-size", "1", "--jobs", "2", "--overrides"]
@@ -50,8 +48,8 @@ def test_grid_trains_every_run_to_the_budget(grid):
     for agent in ("flat", "director"):
         run_dir = out / "walker-walk" / agent / "seed1"
         assert (run_dir / "eval.csv").is_file(), (run_dir / "train.log").read_text()[-2000:]
-        assert learning.last_step(run_dir) >= 300
-        assert learning.finished(run_dir, 300)
+        assert common.last_step(run_dir) >= 300
+        assert common.finished(run_dir, 300)
 
 
 def test_rerun_skips_finished_runs(grid):
@@ -90,13 +88,13 @@ def test_report_table_and_png(grid):
 
 
 def test_parse_agent():
-    assert learning.parse_agent("flat") == ("flat", ["trainer=online"])
-    assert learning.parse_agent("director") == ("director", ["trainer=director"])
+    assert run.parse_agent("flat") == ("flat", ["trainer=online"])
+    assert run.parse_agent("director") == ("director", ["trainer=director"])
     spec = "director-g0=trainer=director,worker.goal_coef=0"
-    assert learning.parse_agent(spec) == ("director-g0", ["trainer=director", "worker.goal_coef=0"])
+    assert run.parse_agent(spec) == ("director-g0", ["trainer=director", "worker.goal_coef=0"])
     for bad in ("nope", "x=", "=a=b", "x=a=b,oops", "x=,"):
-        with pytest.raises(ValueError, match=rf"agent '{bad}': expected flat, director or NAME="):
-            learning.parse_agent(bad)
+        with pytest.raises(ValueError, match=rf"agent '{bad}': expected flat, director, flat-nov"):
+            run.parse_agent(bad)
 
 
 @pytest.mark.parametrize(
@@ -105,7 +103,8 @@ def test_parse_agent():
         (["run", "--jobs", "0"], "error: --jobs must be >= 1, got 0"),
         (["run", "--agents", "flat", "nope"], "error: agent 'nope': expected flat"),
         (["report"], "error: no finished run folders under"),
-        (["coverage"], "error: no finished run of cup-catch with a checkpoint under"),
+        (["coverage"], "error: no finished run of cup-catch, ogbench-* with a checkpoint under"),
+        (["coverage", "--tasks", "walker-walk"], "error: no coordinates declared for task"),
     ],
 )
 def test_bad_input_exits_with_one_error_line(tmp_path, args, message):
@@ -118,10 +117,10 @@ def test_bad_input_exits_with_one_error_line(tmp_path, args, message):
 
 def test_area_is_the_mean_under_the_trapezoids():
     # (100 * (0 + 10) / 2 + 200 * (10 + 20) / 2) / 300 = 3500 / 300
-    assert learning.area([0, 100, 300], [0.0, 10.0, 20.0]) == pytest.approx(3500 / 300)
-    assert learning.area([0, 50], [4.0, 4.0]) == pytest.approx(4.0)
-    assert learning.area([150], [7.0]) == 7.0
-    assert math.isnan(learning.area([], []))
+    assert report.area([0, 100, 300], [0.0, 10.0, 20.0]) == pytest.approx(3500 / 300)
+    assert report.area([0, 50], [4.0, 4.0]) == pytest.approx(4.0)
+    assert report.area([150], [7.0]) == 7.0
+    assert math.isnan(report.area([], []))
 
 
 def test_report_lists_unfinished_runs_apart(grid, tmp_path):
@@ -133,7 +132,7 @@ def test_report_lists_unfinished_runs_apart(grid, tmp_path):
     (short / "eval.csv").write_text("step,episode_reward\n0,5.0\n150,6.0\n")
     done = out / "walker-walk" / "flat" / "seed1"
     (tmp_path / "walker-walk" / "flat" / "seed1").symlink_to(done, target_is_directory=True)
-    table = learning.report([tmp_path], None, None)
+    table = report.report([tmp_path], None, None)
     assert "| walker-walk | flat | 1 |" in table
     assert "- walker-walk flat seed9: eval at step 150 of 300" in table
 
@@ -147,14 +146,14 @@ def test_report_pools_folders_and_cuts_runs_at_steps(grid, tmp_path):
     longer.mkdir(parents=True)
     (longer / "config.yaml").write_text("steps: 600\ntrainer: online\n")
     (longer / "eval.csv").write_text("step,episode_reward\n0,5.0\n300,6.0\n")
-    flat = learning.collect([out])[0][("walker-walk", "flat")][0]
+    flat = report.collect([out])[0][("walker-walk", "flat")][0]
     rep = bench("report", "--out", out, tmp_path, "--steps", "300", timeout=300)
     assert rep.returncode == 0, rep.stderr
     row = next(line for line in rep.stdout.splitlines() if "| flat |" in line)
     assert row.startswith("| walker-walk | flat | 2 | 300 |")
     assert f"1:{flat['final']:.0f} 9:6" in row
     assert (out / "learning.png").is_file()  # in the first folder
-    table = learning.report([out, tmp_path], None, None)  # each at its own budget
+    table = report.report([out, tmp_path], None, None)  # each at its own budget
     assert "| walker-walk | flat | 1 | 300 |" in table
     assert "- walker-walk flat seed9: eval at step 300 of 600" in table
     (tmp_path / "walker-walk" / "director").mkdir()
@@ -162,7 +161,7 @@ def test_report_pools_folders_and_cuts_runs_at_steps(grid, tmp_path):
         out / "walker-walk" / "director" / "seed1", target_is_directory=True
     )
     with pytest.raises(ValueError, match="is in more than one --out folder"):
-        learning.report([out, tmp_path], None, None)
+        report.report([out, tmp_path], None, None)
 
 
 def test_a_grid_stopped_by_sigterm_resumes_where_it_stopped(tmp_path):
@@ -181,11 +180,11 @@ def test_a_grid_stopped_by_sigterm_resumes_where_it_stopped(tmp_path):
     stdout = runner.communicate(timeout=300)[0]
     assert runner.returncode == 130, stdout
     assert "stopped: running runs saved a checkpoint" in stdout
-    assert learning.resumable(run_dir) and not learning.finished(run_dir, 300)
+    assert common.resumable(run_dir) and not common.finished(run_dir, 300)
     again = bench("run", "--out", tmp_path, *command[command.index("--agents") :])
     assert again.returncode == 0, again.stdout + again.stderr
     assert "1 to run (1 resumed from a checkpoint)" in again.stdout
-    assert learning.finished(run_dir, 300)
+    assert common.finished(run_dir, 300)
     assert "resuming from" in (run_dir / "train.log").read_text()
 
 
@@ -224,35 +223,35 @@ def test_final_evaluates_every_runs_last_checkpoint_again(grid):
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines()[2:]]
     assert [r[1].strip() for r in rows] == ["director", "flat"]
     for row in rows:
-        evaluated = learning.read_rows(
+        evaluated = common.read_rows(
             out / "walker-walk" / row[1].strip() / "seed1" / "eval" / "eval.csv"
         )
         assert row[3].strip() == f"{int(float(evaluated[-1]['step'])):,}"
         assert row[5].strip() == f"1:{float(evaluated[-1]['episode_reward']):.0f}"
-    trained = learning.read_rows(out / "walker-walk" / "director" / "seed1" / "eval" / "eval.csv")
+    trained = common.read_rows(out / "walker-walk" / "director" / "seed1" / "eval" / "eval.csv")
     assert trained[-1]["worker.goal_coef"] == "0.5"  # as trained, not the control's 0
     assert rows[1][6].strip() == "1.00"  # flat against itself
     flat_csv = out / "walker-walk" / "flat" / "seed1" / "eval" / "eval.csv"
-    evaluations = len(learning.read_rows(flat_csv))
+    evaluations = len(common.read_rows(flat_csv))
     again = bench("final", "--out", out, "--eval-episodes", "1", "--agents", "flat", timeout=120)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.splitlines()[2] == result.stdout.splitlines()[3]  # cached, not rerun
-    assert len(learning.read_rows(flat_csv)) == evaluations
+    assert len(common.read_rows(flat_csv)) == evaluations
 
 
 def test_goal_targets_are_training_states_and_tabulated(grid):
     """Each decoded goal maps to the coordinates of one of the run's training states (the
     walker run's first two observations stand in for a task's coordinates)."""
     run_dir = grid[0] / "walker-walk" / "director" / "seed1"
-    states = learning.training_states(run_dir)
-    targets = learning.goal_targets(run_dir, states, lambda obs: obs[:, :2], n=16)
+    states = coverage.training_states(run_dir)
+    targets = coverage.goal_targets(run_dir, states, lambda obs: obs[:, :2], n=16)
     assert list(targets) == ["random codes", "Manager's codes"]
     for places in targets.values():
         assert places.shape == (16, 2)
         assert (places[:, None] == states[None, :, :2]).all(-1).any(-1).all()
 
     hanging = torch.tensor([[0.0, -0.3], [0.0, -0.2], [0.0, 0.1], [0.0, -0.4]])
-    lines = learning.goal_table([("cup-catch", "director", "seed2", hanging, targets)])
+    lines = coverage.goal_table([("cup-catch", "director", "seed2", hanging, targets)])
     assert lines[-1].startswith("| cup-catch | director | 2 | -0.25 / 0.01 m, 25.0% |")
     assert lines[-1].count(" m, ") == 3
 
@@ -264,24 +263,30 @@ def test_cup_catch_coordinates_are_zero_with_the_ball_in_the_cup():
 
     env = suite.load("ball_in_cup", "catch")
     physics = env.physics
-    dx, dz = learning.cup_target_offset()
+    dx, dz = coordinates.cup_target_offset()
     with physics.reset_context():
         physics.data.qpos[:] = [0.1, -0.2, 0.1 + dx, -0.2 + dz]
     obs = torch.tensor(env.task.get_observation(physics)["position"]).float()
-    position = learning.ball_from_target(torch.cat([obs, torch.zeros(4)]).unsqueeze(0))
+    position = coordinates.ball_from_target(torch.cat([obs, torch.zeros(4)]).unsqueeze(0))
     assert position.abs().max() < 1e-6
     assert physics.in_target() == 1
 
 
-def replay_run(run_dir, episodes, capacity=100):
-    """A finished cup-catch run folder whose checkpoint holds `episodes` of ball positions
-    (x, height from the target), 20 steps each with 10 seeding steps."""
-    cfg = OmegaConf.create({"task": "cup-catch", "steps": 20 * len(episodes), "seed_steps": 10})
-    buffer = Buffer(capacity, (8,), 2, horizon=1, batch_size=1)
-    dx, dz = learning.cup_target_offset()
-    for positions in episodes:
-        obs = torch.zeros(21, 8)
-        obs[:20, 2], obs[:20, 3] = positions[:, 0] + dx, positions[:, 1] + dz
+def cup_episode(positions):
+    """20 cup-catch observations whose ball sits at `positions` (x, height from the target)."""
+    dx, dz = coordinates.cup_target_offset()
+    obs = torch.zeros(20, 8)
+    obs[:, 2], obs[:, 3] = positions[:, 0] + dx, positions[:, 1] + dz
+    return obs
+
+
+def replay_run(run_dir, episodes, capacity=100, task="cup-catch"):
+    """A finished run folder of `task` whose checkpoint holds `episodes` of 20
+    observations each, with 10 seeding steps."""
+    cfg = OmegaConf.create({"task": task, "steps": 20 * len(episodes), "seed_steps": 10})
+    buffer = Buffer(capacity, (episodes[0].shape[1],), 2, horizon=1, batch_size=1)
+    for observations in episodes:
+        obs = torch.cat([observations, observations[-1:]])
         zeros = torch.zeros(20)
         buffer.add({"obs": obs, "action": torch.zeros(20, 2), "reward": zeros, "terminated": zeros})
     run_dir.mkdir(parents=True)
@@ -295,31 +300,143 @@ def test_coverage_counts_cells_and_height_per_window(tmp_path):
     swinging = still.clone()
     swinging[10:, 0] = 0.12  # a second cell in the episode's second window
     swinging[15:, 1] = torch.tensor([0.07, 0.13, 0.19, 0.25, 0.31])  # above: five cells
-    replay_run(tmp_path / "cup-catch" / "flat" / "seed1", [still, swinging])
+    replay_run(
+        tmp_path / "cup-catch" / "flat" / "seed1", [cup_episode(still), cup_episode(swinging)]
+    )
     png = tmp_path / "coverage.png"
-    table = learning.coverage([tmp_path], png)
+    table = coverage.coverage([tmp_path], png)
     assert "| cup-catch | flat | 1 | 1 / 1 / 1 / 6 | 0.0 / 0.0 / 0.0 / 50.0 | 2.7 | 2.67 |" in table
     assert "| cup-catch | flat | 1 | 3 ± 0 | 2.67 ± 0.00 |" in table
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Another folder's shorter run is compared on the first 20 steps of both.
-    replay_run(tmp_path / "short" / "cup-catch" / "director" / "seed1", [swinging])
-    table = learning.coverage([tmp_path, tmp_path / "short"], None, steps=20)
+    replay_run(tmp_path / "short" / "cup-catch" / "director" / "seed1", [cup_episode(swinging)])
+    table = coverage.coverage([tmp_path, tmp_path / "short"], None, steps=20)
     assert "| cup-catch | flat | 1 | 1 / 1 | 0.0 / 0.0 | 1.0 | 1.00 |" in table
     assert "| cup-catch | director | 1 | 1 / 6 | 0.0 / 50.0 | 6.0 | 6.00 |" in table
-    longer = learning.coverage([tmp_path, tmp_path / "short"], None, steps=40)
+    longer = coverage.coverage([tmp_path, tmp_path / "short"], None, steps=40)
     assert "- cup-catch director seed1" in longer  # too short for 40 steps: listed apart
     # A run of 60 steps stopped after its evaluation at step 40 counts for 40 steps.
     stopped = tmp_path / "stopped" / "cup-catch" / "director" / "seed1"
-    replay_run(stopped, [swinging, still])
+    replay_run(stopped, [cup_episode(swinging), cup_episode(still)])
     config = OmegaConf.load(stopped / "config.yaml")
     config.steps = 60
     OmegaConf.save(config, stopped / "config.yaml")
-    table = learning.coverage([tmp_path, tmp_path / "stopped"], None, steps=40)
+    table = coverage.coverage([tmp_path, tmp_path / "stopped"], None, steps=40)
     assert "| cup-catch | director | 1 | 1 / 6 / 1 / 1 |" in table
     with pytest.raises(ValueError, match="is in more than one --out folder"):
-        learning.coverage([tmp_path, tmp_path], None)
+        coverage.coverage([tmp_path, tmp_path], None)
 
-    replay_run(tmp_path / "lost" / "cup-catch" / "flat" / "seed1", [still, still], capacity=30)
+    lost = tmp_path / "lost" / "cup-catch" / "flat" / "seed1"
+    replay_run(lost, [cup_episode(still), cup_episode(still)], capacity=30)
     with pytest.raises(ValueError, match="holds 28 of the run's 40 steps"):
-        learning.coverage([tmp_path / "lost"], None)
+        coverage.coverage([tmp_path / "lost"], None)
+
+
+MAZE = "ogbench-pointmaze-medium-singletask-task3-v0"
+
+
+def maze_places(cells):
+    """x-y places in the given (i, j) cells of pointmaze-medium (maze_unit 4, offset 4),
+    each a little off the cell's centre."""
+    centres = torch.tensor([[4.0 * j - 4, 4.0 * i - 4] for i, j in cells])
+    return centres + 0.3 * torch.randn(len(cells), 2, generator=torch.Generator().manual_seed(0))
+
+
+def test_maze_coordinates_are_the_maze_cells():
+    """The maze's plane is the observation's x-y in the maze's own cells, with each cell's
+    distance to the goal along the maze (task3: start (5, 3), goal (4, 2), 6 cells apart)."""
+    pytest.importorskip("ogbench")
+    assert coordinates.declared(MAZE) == "ogbench-"
+    assert coordinates.declared("cup-catch") == "cup-catch"
+    assert coordinates.declared("walker-walk") is None
+    with pytest.raises(ValueError, match="no coordinates declared for task 'walker-walk'"):
+        coordinates.plane("walker-walk")
+    maze = coordinates.maze(MAZE)
+    assert (maze.unit, maze.start, maze.goal) == (4.0, (8.0, 16.0), (4.0, 12.0))
+    plane = coordinates.plane(MAZE)
+    assert plane.free_cells == 26
+    obs = torch.cat([maze_places([(5, 3), (4, 2), (3, 3)]), torch.ones(3, 3)], dim=1)
+    places = plane.points(obs)
+    assert torch.equal(places, obs[:, :2])
+    assert plane.cells(places).tolist() == [[3, 5], [2, 4], [3, 3]]  # (j, i)
+    assert plane.window(places[:1]) == "6" and plane.window(places) == "0"
+    assert plane.where(places) == "3 cells, 2 from the goal"  # median of 6, 0 and 2
+
+
+def test_maze_coverage_counts_visited_cells(tmp_path):
+    """Two episodes along the shortest way from start to goal: cells per window, the
+    fewest cells from the goal in each, and the cells visited of the maze's 26."""
+    pytest.importorskip("ogbench")
+    way = [(5, 3), (5, 4), (4, 4), (3, 4), (3, 3), (3, 2), (4, 2)]  # start ... goal
+    first = maze_places([way[0]] * 10 + [way[1]] * 4 + [way[2]] * 3 + [way[3]] * 3)
+    second = maze_places([way[4]] * 5 + [way[5]] * 5 + [way[6]] * 10)
+    replay_run(tmp_path / MAZE / "flat" / "seed1", [first, second], task=MAZE)
+    png = tmp_path / "maze.png"
+    table = coverage.coverage([tmp_path], png, tasks=[MAZE])
+    assert f"| {MAZE} | flat | 1 | 1 / 3 / 2 / 1 | 6 / 3 / 1 / 0 | 2.0 | 2.00 | 7 of 26 |" in table
+    assert "Cells are the maze's 4 x 4 cells." in table
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A hierarchy's goal targets are drawn on its run's map.
+    runs = [(MAZE, "director", "seed1", 10, torch.cat([first, second]))]
+    found = {"random codes": first[:4], "Manager's codes": second[-4:]}
+    coverage_plot.plot_coverage(runs, [(*runs[0][:3], runs[0][4], found)], png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = coverage.goal_table([(*runs[0][:3], runs[0][4], found)])
+    cells = ["7 cells, 2 from the goal", "1 cells, 6 from the goal", "1 cells, 0 from the goal"]
+    assert lines[-1] == f"| {MAZE} | director | 1 | {' | '.join(cells)} |"
+
+
+ABLATION = {  # the exact specs of the maze grid that runs these names
+    "flat-nov": "trainer=director,worker.goal_coef=0,worker.novelty_coef=1,"
+    "manager.return_floor=0.01,manager.entropy_target=0.5",
+    "director-goals": "trainer=director,manager.return_floor=0.01,manager.entropy_target=0.5",
+    "director-nov": "trainer=director,worker.novelty_coef=1,manager.return_floor=0.01,"
+    "manager.entropy_target=0.5",
+    "director-nov-k32": "trainer=director,worker.novelty_coef=1,manager.return_floor=0.01,"
+    "manager.entropy_target=0.5,manager.goal_interval=32,manager.gamma=0.73,"
+    "worker.relabel_offset=64",
+}
+
+
+def test_named_agents_expand_to_the_exact_overrides(tmp_path):
+    for name, spec in ABLATION.items():
+        assert (
+            run.parse_agent(name)
+            == run.parse_agent(f"{name}={spec}")
+            == (
+                name,
+                spec.split(","),
+            )
+        )
+    ablation = ["flat", *ABLATION]
+    assert run.expand_agents(["ablation"]) == ablation
+    assert run.expand_agents(["director", "ablation"]) == ["director", *ablation]
+    args = cli.parser().parse_args(
+        ["run", "--out", str(tmp_path), "--agents", "ablation", "--seeds", "1", "2"]
+    )
+    runs = run.grid(args)
+    assert [(r.seed, r.agent) for r in runs] == [(s, a) for s in (1, 2) for a in ablation]
+    k32 = runs[4]
+    assert k32.run_dir == tmp_path / "walker-walk" / "director-nov-k32" / "seed1"
+    assert k32.overrides[-7:] == tuple(ABLATION["director-nov-k32"].split(","))
+
+
+def test_help_of_each_subcommand_describes_every_option():
+    top = cli.parser()
+    jobs = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(jobs) == {"run", "report", "control", "final", "coverage"}
+    for name, parser in jobs.items():
+        text = "".join(parser.format_help().split())  # wrapping may break words at hyphens
+        for action in parser._actions:
+            assert action.help, f"{name} {action.option_strings} has no help"
+            assert all(option in text for option in action.option_strings)
+            assert "".join(action.help.split()) in text, f"{name} lacks {action.option_strings}"
+    shown = subprocess.run(
+        [sys.executable, "bench/learning.py", "coverage", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0 and "--png" in shown.stdout and "ogbench-*" in shown.stdout

@@ -1,5 +1,5 @@
-"""Environments by task name: DeepMind Control, Gymnasium (`gym-<Id>`), OGBench mazes
-(`ogbench-<id>`) and `toy-reach`.
+"""Environments by task name: DeepMind Control (the suite and TD-MPC2's own tasks),
+Gymnasium (`gym-<Id>`), OGBench mazes (`ogbench-<id>`) and `toy-reach`.
 
 `make_env(cfg)` builds the task's environment and writes the shapes the agent needs into
 `cfg`; every environment follows the contract of `wrappers.TensorWrapper`.
@@ -20,7 +20,15 @@ from tdmpc2.envs.wrappers.pixels import Pixels
 
 # Listed when a task is unknown; raw suite names and any registered gym id also work.
 KNOWN_TASKS: tuple[str, ...] = tuple(
-    sorted({*dmcontrol.TASKS, *gymnasium.TASKS, *ogbench.TASKS, *toy.TASKS})
+    sorted(
+        {
+            *dmcontrol.TASKS,
+            *dmcontrol.CUSTOM_TASK_NAMES,
+            *gymnasium.TASKS,
+            *ogbench.TASKS,
+            *toy.TASKS,
+        }
+    )
 )
 
 

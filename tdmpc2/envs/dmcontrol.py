@@ -5,7 +5,9 @@ and two domains have short names (`cup-catch`, `pointmass-easy`); the raw suite 
 (`ball_in_cup-catch`, `cartpole-swingup_sparse`) are accepted too. The task list is
 written out so that names resolve, and unknown ones fail, without importing dm_control
 (which loads MuJoCo and probes for an OpenGL backend); a test checks it against
-`dm_control.suite.ALL_TASKS`.
+`dm_control.suite.ALL_TASKS`. TD-MPC2's own tasks outside the suite (`CUSTOM_TASKS`, the
+eleven of mt30 that the suite lacks) resolve the same way and are built by
+`dmcontrol_custom`.
 """
 
 from __future__ import annotations
@@ -49,25 +51,44 @@ SUITE_TASKS: dict[str, tuple[str, ...]] = {
     "swimmer": ("swimmer6", "swimmer15"),
     "walker": ("stand", "walk", "run"),
 }
+# TD-MPC2's own tasks on suite domains, in suite spelling (see dmcontrol_custom).
+CUSTOM_TASKS: dict[str, tuple[str, ...]] = {
+    "walker": ("walk_backwards", "run_backwards"),
+    "cheetah": ("run_backwards", "run_front", "run_back", "jump"),
+    "hopper": ("hop_backwards",),
+    "reacher": ("three_easy", "three_hard"),
+    "ball_in_cup": ("spin",),
+    "pendulum": ("spin",),
+}
 _SHORT_NAME = {domain: short for short, domain in SHORT_DOMAINS.items()}
-TASKS: tuple[str, ...] = tuple(
-    sorted(
-        f"{_SHORT_NAME.get(domain, domain)}-{task.replace('_', '-')}"
-        for domain, tasks in SUITE_TASKS.items()
-        for task in tasks
+
+
+def _names(table: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    return tuple(
+        sorted(
+            f"{_SHORT_NAME.get(domain, domain)}-{task.replace('_', '-')}"
+            for domain, tasks in table.items()
+            for task in tasks
+        )
     )
-)
+
+
+TASKS: tuple[str, ...] = _names(SUITE_TASKS)
+CUSTOM_TASK_NAMES: tuple[str, ...] = _names(CUSTOM_TASKS)
 
 
 def resolve(name: str) -> tuple[str, str] | None:
-    """The suite's (domain, task) for a task name, or None if it is not a suite task."""
+    """The (domain, task) of a suite or custom task name in suite spelling, or None if it
+    is neither."""
     domain, _, task = name.partition("-")
     domain, task = SHORT_DOMAINS.get(domain, domain), task.replace("-", "_")
-    return (domain, task) if task in SUITE_TASKS.get(domain, ()) else None
+    known = task in SUITE_TASKS.get(domain, ()) or task in CUSTOM_TASKS.get(domain, ())
+    return (domain, task) if known else None
 
 
 class DMControl:
-    """One suite task as a `NumpyEnv`: all observation entries flattened, in order."""
+    """One suite or custom task as a `NumpyEnv`: all observation entries flattened, in
+    order."""
 
     def __init__(self, domain: str, task: str, seed: int) -> None:
         try:
@@ -78,7 +99,12 @@ class DMControl:
                 f"{RENDERER_HINT} ({type(err).__name__}: {err})"
             ) from err
 
-        self._env = suite.load(domain, task, task_kwargs={"random": seed})
+        if task in CUSTOM_TASKS.get(domain, ()):
+            from tdmpc2.envs import dmcontrol_custom
+
+            self._env = dmcontrol_custom.load(domain, task, seed)
+        else:
+            self._env = suite.load(domain, task, task_kwargs={"random": seed})
         self._camera = 2 if domain == "quadruped" else 0
         spec = self._env.action_spec()
         self._low, self._high = spec.minimum, spec.maximum
@@ -110,6 +136,6 @@ def make(name: str, seed: int) -> TimeLimit:
     """The task with action repeat 2 and 500 agent steps per episode."""
     domain_task = resolve(name)
     if domain_task is None:
-        raise ValueError(f"'{name}' is not a DeepMind Control Suite task")
+        raise ValueError(f"'{name}' is not a DeepMind Control task (suite or TD-MPC2's own)")
     env: NumpyEnv = ActionRepeat(DMControl(*domain_task, seed), ACTION_REPEAT)
     return TimeLimit(env, EPISODE_LENGTH)

@@ -1,5 +1,5 @@
 """Environments by task name: DeepMind Control, Gymnasium (`gym-<Id>`), OGBench mazes
-(`ogbench-<id>`) and `toy-reach`.
+(`ogbench-<id>`), Meta-World (`mw-<name>`) and `toy-reach`.
 
 `make_env(cfg)` builds the task's environment and writes the shapes the agent needs into
 `cfg`; every environment follows the contract of `wrappers.TensorWrapper`.
@@ -13,14 +13,14 @@ from typing import Any
 
 from omegaconf.errors import MissingMandatoryValue
 
-from tdmpc2.envs import dmcontrol, gymnasium, ogbench, toy
+from tdmpc2.envs import dmcontrol, gymnasium, metaworld, ogbench, toy
 from tdmpc2.envs.multitask import MultitaskEnv, task_names
 from tdmpc2.envs.wrappers import TensorWrapper, TimeLimit
 from tdmpc2.envs.wrappers.pixels import Pixels
 
 # Listed when a task is unknown; raw suite names and any registered gym id also work.
 KNOWN_TASKS: tuple[str, ...] = tuple(
-    sorted({*dmcontrol.TASKS, *gymnasium.TASKS, *ogbench.TASKS, *toy.TASKS})
+    sorted({*dmcontrol.TASKS, *gymnasium.TASKS, *metaworld.TASKS, *ogbench.TASKS, *toy.TASKS})
 )
 
 
@@ -30,6 +30,8 @@ def _builder(task: str) -> Callable[[str, int], TimeLimit]:
         return toy.make
     if ogbench.is_task(task):
         return ogbench.make
+    if metaworld.is_task(task):
+        return metaworld.make
     if gymnasium.is_task(task):
         return gymnasium.make
     if dmcontrol.resolve(task) is not None:

@@ -206,3 +206,16 @@ def test_in_a_task_set_with_deepmind_control():
     assert env.reset().shape == (39,)
     _, _, done, info = env.step(env.rand_act())
     assert not done and isinstance(info["success"], float)
+
+
+@needs_metaworld
+def test_renders_frames_of_any_size():
+    env = mw.make("mw-door-open", seed=0)
+    env.reset()
+    try:
+        small = env.render(64, 64)
+    except Exception as err:  # no OpenGL backend on this machine
+        pytest.skip(f"MuJoCo cannot render here: {err}")
+    large = env.render()
+    assert small.shape == (64, 64, 3) and large.shape == (384, 384, 3)
+    assert small.dtype == np.uint8 and small.std() > 10  # a scene, not a blank frame

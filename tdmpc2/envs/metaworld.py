@@ -14,7 +14,9 @@ has 12, so building any task fails in `reset_mocap_welds` ("could not broadcast 
 array from shape (11,) into shape (12,)"). `patch_mocap_welds` replaces that one method
 with one that writes the same 11 numbers into the leading columns and leaves the
 compiler's value in the rest (a flag about the relative pose, which stepping does not
-read: measured, the hand ends where it does with either value).
+read: measured, the hand ends where it does with either value). Measured against
+Meta-World 3.1.1 on its own MuJoCo 3.3.0, unpatched: the same seed and 200 random
+actions give observations within 1.5e-3 of each other on 10 tasks.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ class MetaWorld:
                 self._renderers[width, height] = mujoco.Renderer(model, height, width)
             renderer = self._renderers[width, height]
             renderer.update_scene(self._env.data, camera=CAMERA)
-            frame = renderer.render()
+            frame = renderer.render()[::-1].copy()  # the camera is upside down: flip it
         if first:  # runs before MuJoCo's own exit hook: contexts freed at teardown error
             atexit.register(self.close)
         return frame

@@ -67,7 +67,12 @@ def test_weld_patch_leaves_a_model_without_mocap_alone():
 def test_weld_patch_matches_metaworld_at_its_width_and_fixes_ours():
     """At MuJoCo 3.3's width (11) the patch writes what Meta-World writes; at this MuJoCo's
     width Meta-World's own method fails as measured, and the patch does not."""
+    from metaworld.sawyer_xyz_env import SawyerMocapBase
+
+    mw.make("mw-reach", seed=0)
+    assert SawyerMocapBase.reset_mocap_welds is mw.reset_mocap_welds  # installed
     original = _metaworld_original()
+    assert original is not mw.reset_mocap_welds
     theirs, ours = fake_env(11), fake_env(11)
     original(theirs)
     mw.reset_mocap_welds(ours)
@@ -78,19 +83,14 @@ def test_weld_patch_matches_metaworld_at_its_width_and_fixes_ours():
 
 
 def _metaworld_original():
-    """Meta-World's own `reset_mocap_welds`, compiled from its source file (the class
-    itself may hold the patch already)."""
-    import inspect
-    import textwrap
-
+    """Meta-World's own `reset_mocap_welds`, from a fresh load of its module (the class
+    that tasks use holds the patch once one is built)."""
     from metaworld import sawyer_xyz_env
 
-    source = inspect.getsource(sawyer_xyz_env)
-    start = source.index("    def reset_mocap_welds")
-    end = source.index("\nclass ", start)
-    namespace = {"np": np, "mujoco": mujoco}
-    exec(textwrap.dedent(source[start:end]), namespace)
-    return namespace["reset_mocap_welds"]
+    spec = importlib.util.spec_from_file_location("unpatched", sawyer_xyz_env.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SawyerMocapBase.reset_mocap_welds
 
 
 def test_names_are_mt80s_metaworld_tasks_and_known():

@@ -9,12 +9,12 @@ run's seed, 100 agent steps per episode at action repeat 2 (200 simulator steps)
 with a line that names the extra.
 
 MuJoCo compatibility: Meta-World writes 11 numbers into each weld's row of
-`model.eq_data`, the width of MuJoCo up to 3.3. MuJoCo 3.17, which dm-control needs,
-has 12, so building any task fails in `reset_mocap_welds` ("could not broadcast input
-array from shape (11,) into shape (12,)"). `patch_mocap_welds` replaces that one method
-with one that writes the same 11 numbers into the leading columns and leaves the
-compiler's value in the rest (a flag about the relative pose, which stepping does not
-read: measured, the hand ends where it does with either value). Measured against
+`model.eq_data`, its width in MuJoCo 3.3.0. MuJoCo 3.17, which dm-control needs, has 12,
+so building any task fails in `reset_mocap_welds` ("could not broadcast input array from
+shape (11,) into shape (12,)"). `patch_mocap_welds` replaces that one method with one
+that writes the same 11 numbers into the leading columns and leaves the compiler's value
+in the rest (measured: the 12th is 1 when the XML leaves the weld's relative pose to the
+compiler, 0 when it gives one, and the hand ends where it does with either). Measured against
 Meta-World 3.1.1 on its own MuJoCo 3.3.0, unpatched: the same seed and 200 random
 actions give observations within 1.5e-3 of each other on 10 tasks.
 """
@@ -69,7 +69,8 @@ def patch_mocap_welds(base: type) -> None:
 
 
 def _environments() -> dict[str, type]:
-    """Meta-World's goal-observable classes by id, its weld reset patched once."""
+    """Meta-World's goal-observable classes by id, with the weld reset patched (the
+    patch is the same on every call)."""
     try:
         from metaworld import sawyer_xyz_env
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE

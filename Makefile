@@ -20,7 +20,7 @@ NUMERICS ?= ATEN_CPU_CAPABILITY=default ATEN_CPU_CAPABILITY=avx2 TDMPC2_CPU_KERN
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,ogbench]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,ogbench,metaworld]'
 	@touch $@
 
 install: $(VENV)/.installed

@@ -74,7 +74,7 @@ def evaluate(cfg: DictConfig, overrides: list[str]) -> dict[str, float]:
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg, cli_overrides())
-    except (ConfigError, ValueError, FileNotFoundError, RendererError) as err:
+    except (ConfigError, ValueError, FileNotFoundError, ImportError, RendererError) as err:
         sys.exit(f"error: {err}")
     except KeyboardInterrupt:
         print("interrupted: evaluation not finished", file=sys.stderr)

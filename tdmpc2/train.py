@@ -112,7 +112,14 @@ def main(cfg: DictConfig) -> None:
     by SIGINT (130) or SIGTERM (143) after saving a checkpoint."""
     try:
         trainer = build(cfg, cli_overrides())
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError, RendererError) as err:
+    except (
+        ConfigError,
+        CheckpointError,
+        ValueError,
+        FileNotFoundError,
+        ImportError,
+        RendererError,
+    ) as err:
         sys.exit(f"error: {err}")
     except KeyboardInterrupt:
         print("interrupted while starting: nothing to save", file=sys.stderr)

@@ -5,6 +5,7 @@ evaluation, and an end-to-end offline run from two online runs' replays."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import subprocess
 import sys
@@ -80,11 +81,22 @@ def test_a_multitask_setting_that_cannot_work_is_one_error(args, message):
 
 
 def test_unknown_tasks_of_a_set_are_named_in_one_line():
+    task = "walker-walk,walker-wlak,cup-spin,mw-raech"
+    cfg = parse_cfg(compose_cfg([f"task='{task}'", "data_dir=x"]), [f"task='{task}'"])
+    with pytest.raises(ValueError, match=rf"^task={task}: 2 of its 4 tasks are not available") as e:
+        make_env(cfg)
+    assert str(e.value).endswith("not available here: walker-wlak, mw-raech")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("metaworld") is None, reason="no metaworld extra")
+def test_mt80_builds_all_eighty_tasks():
     cfg = parse_cfg(compose_cfg(["task=mt80", "data_dir=x"]), ["task=mt80"])
-    with pytest.raises(ValueError, match=r"^task=mt80: 50 of its 80 tasks are not available") as e:
-        make_env(cfg)  # Meta-World is not installed; the 30 DeepMind Control tasks build
-    assert "mw-assembly" in str(e.value) and "\n" not in str(e.value)
-    assert "walker-walk" not in str(e.value) and "cup-spin" not in str(e.value)
+    env = make_env(cfg)
+    assert len(cfg.tasks) == 80 and cfg.tasks[-50:] == [t for t in cfg.tasks if t[:3] == "mw-"]
+    assert cfg.obs_shape == {"state": (39,)} and cfg.action_dim == 6
+    assert cfg.episode_lengths[-1] == 100 and cfg.episode_lengths[0] == 500
+    assert env.obs_dim == 39
 
 
 def test_the_set_environment_pads_observations_and_passes_each_task_its_own_actions():

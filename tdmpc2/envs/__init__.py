@@ -1,5 +1,6 @@
 """Environments by task name: DeepMind Control (the suite and TD-MPC2's own tasks),
-Gymnasium (`gym-<Id>`), OGBench mazes (`ogbench-<id>`) and `toy-reach`.
+Gymnasium (`gym-<Id>`), OGBench mazes (`ogbench-<id>`), Meta-World (`mw-<name>`) and
+`toy-reach`.
 
 `make_env(cfg)` builds the task's environment and writes the shapes the agent needs into
 `cfg`; every environment follows the contract of `wrappers.TensorWrapper`.
@@ -13,7 +14,7 @@ from typing import Any
 
 from omegaconf.errors import MissingMandatoryValue
 
-from tdmpc2.envs import dmcontrol, gymnasium, ogbench, toy
+from tdmpc2.envs import dmcontrol, gymnasium, metaworld, ogbench, toy
 from tdmpc2.envs.multitask import MultitaskEnv, task_names
 from tdmpc2.envs.wrappers import TensorWrapper, TimeLimit
 from tdmpc2.envs.wrappers.pixels import Pixels
@@ -25,6 +26,7 @@ KNOWN_TASKS: tuple[str, ...] = tuple(
             *dmcontrol.TASKS,
             *dmcontrol.CUSTOM_TASK_NAMES,
             *gymnasium.TASKS,
+            *metaworld.TASKS,
             *ogbench.TASKS,
             *toy.TASKS,
         }
@@ -38,6 +40,8 @@ def _builder(task: str) -> Callable[[str, int], TimeLimit]:
         return toy.make
     if ogbench.is_task(task):
         return ogbench.make
+    if metaworld.is_task(task):
+        return metaworld.make
     if gymnasium.is_task(task):
         return gymnasium.make
     if dmcontrol.resolve(task) is not None:

@@ -228,6 +228,7 @@ def test_final_evaluates_every_runs_last_checkpoint_again(grid):
         )
         assert row[3].strip() == f"{int(float(evaluated[-1]['step'])):,}"
         assert row[5].strip() == f"1:{float(evaluated[-1]['episode_reward']):.0f}"
+        assert row[7].strip() == f"{float(evaluated[-1]['episode_success']):.2f} ± 0.00"
     trained = common.read_rows(out / "walker-walk" / "director" / "seed1" / "eval" / "eval.csv")
     assert trained[-1]["worker.goal_coef"] == "0.5"  # as trained, not the control's 0
     assert rows[1][6].strip() == "1.00"  # flat against itself

@@ -21,7 +21,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # jobs that build a task never render
 TRAIN = ROOT / "tdmpc2" / "train.py"
 EVALUATE = ROOT / "tdmpc2" / "evaluate.py"
 DEFAULT_OUT = ROOT / "bench" / "results" / "learning"
-EVALUATED = ("step", "episode_reward", "goal_reached", "goal_similarity")  # kept columns
+EVALUATED = ("step", "episode_reward", "episode_success", "goal_reached", "goal_similarity")
 
 
 def last_step(run_dir: Path, category: str = "eval") -> int:

@@ -23,10 +23,12 @@ def final_return(run_dir: Path, cfg: DictConfig, episodes: int) -> dict[str, flo
     cache = run_dir / "eval" / "final.json"
     if cache.is_file():
         cached = json.loads(cache.read_text())
-        if cached["episodes"] == episodes and cached["step"] == last_step(run_dir):
+        fresh = cached["episodes"] == episodes and cached["step"] == last_step(run_dir)
+        if fresh and "episode_success" in cached:  # older caches lack success
             return cached
     row = evaluate_run(run_dir, cfg, episodes)
     result = {"step": row["step"], "episodes": episodes, "episode_reward": row["episode_reward"]}
+    result["episode_success"] = row.get("episode_success", math.nan)
     cache.write_text(json.dumps(result) + "\n")
     return result
 
@@ -40,28 +42,31 @@ def final(
 ) -> str:
     """Every finished run's last checkpoint (of `tasks` and `agents`, if given) evaluated
     again over `episodes` episodes: a Markdown table per task and agent, with each seed's
-    return and the ratio to flat. Evaluations append to each run's eval/eval.csv."""
+    return, the ratio to flat and the success rate (the share of episodes that ended in
+    success). Evaluations append to each run's eval/eval.csv."""
     runs = checkpointed_runs(outs, tasks, agents)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(lambda run: final_return(*run, episodes), runs))
-    table: dict[tuple[str, str], list[tuple[str, int, float]]] = {}
+    table: dict[tuple[str, str], list[tuple[str, int, float, float]]] = {}
     for (run_dir, _), row in zip(runs, results, strict=True):
         key = (run_dir.parents[1].name, run_dir.parent.name)
-        record = (run_dir.name[4:], int(row["step"]), row["episode_reward"])
+        success = row.get("episode_success", math.nan)
+        record = (run_dir.name[4:], int(row["step"]), row["episode_reward"], success)
         table.setdefault(key, []).append(record)
     lines = [
         f"| task | agent | seeds | checkpoint step | return over {episodes} episodes "
-        "(mean ± sd over seeds) | per seed | vs flat |",
-        "|---|---|---|---|---|---|---|",
+        "(mean ± sd over seeds) | per seed | vs flat | success (mean ± sd over seeds) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for (task, agent), records in sorted(table.items()):
-        returns = [r for *_, r in records]
-        flat = statistics.fmean([r for *_, r in table.get((task, "flat"), [])] or [math.nan])
+        returns = [r for _, _, r, _ in records]
+        flats = [r for _, _, r, _ in table.get((task, "flat"), [])]
+        flat = statistics.fmean(flats or [math.nan])
         ratio = statistics.fmean(returns) / flat if flat else math.nan
-        steps = sorted({s for _, s, _ in records})
+        steps = sorted({s for _, s, _, _ in records})
         lines.append(
             f"| {task} | {agent} | {len(records)} | {' / '.join(f'{s:,}' for s in steps)} | "
-            f"{spread(returns)} | {' '.join(f'{s}:{r:.0f}' for s, _, r in records)} | "
-            f"{fmt(ratio)} |"
+            f"{spread(returns)} | {' '.join(f'{s}:{r:.0f}' for s, _, r, _ in records)} | "
+            f"{fmt(ratio)} | {spread([c for *_, c in records], 2)} |"
         )
     return "\n".join(lines)

@@ -117,6 +117,14 @@ def test_a_rate_or_scale_must_be_positive(key):
     [
         ("obs=depth", "obs must be state or rgb, got 'depth'"),
         ("num_channels=16", "num_channels=16: the conv encoder's width, used only with obs=rgb"),
+        (
+            "action_repeat=0",
+            "action_repeat must be null (the task's own) or an integer >= 1, got 0",
+        ),
+        (
+            "action_repeat=1.5",
+            "action_repeat must be null (the task's own) or an integer >= 1, got 1.5",
+        ),
     ],
 )
 def test_observation_settings_that_do_nothing_fail(override, message):

@@ -88,3 +88,29 @@ def test_director_trains_on_a_maze_and_logs_success(tmp_path):
     seen, unseen = cell_novelty(run_dir)
     assert len(seen) >= 1 and len(seen) + len(unseen) == 26  # pointmaze-medium's free cells
     assert all(b >= 0 and math.isfinite(b) for b in seen + unseen)
+
+
+@needs_ogbench
+def test_action_repeat_holds_each_action_and_shortens_the_episode():
+    """action_repeat=4: 250 agent steps of 4 simulator steps each (-4 a step), the point
+    moves 4 times as far per step, and the goal still ends the episode."""
+    env, cfg = make(TASK, action_repeat=4)
+    assert cfg.episode_length == 250 and cfg.seed_steps == 1250
+    single, _ = make(TASK)
+    push = torch.tensor([0.0, 1.0])  # north, where the start cell has room
+    start, single_start = env.reset(), single.reset()
+    far = env.step(push)[0] - start
+    near = single.step(push)[0] - single_start
+    assert 3 < float(far.norm() / near.norm()) < 5
+    total, steps, _ = episode(env, lambda obs: torch.rand(2) * 2 - 1)
+    assert steps == 250 and total == -1000.0
+    maze = innermost(env)._env.unwrapped
+    env.reset()
+    maze.set_xy(np.asarray(maze.cur_goal_xy))
+    _, reward, done, info = env.step(torch.zeros(2))
+    assert reward == 0.0 and done and info["success"] == 1.0  # stops at the goal
+
+
+def test_action_repeat_is_refused_where_the_task_keeps_its_own():
+    with pytest.raises(ValueError, match="keeps TD-MPC2's action repeat of 2"):
+        make("walker-walk", action_repeat=4)

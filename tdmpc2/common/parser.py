@@ -156,7 +156,17 @@ def parse_cfg(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig
         cfg.episodic in (None, True, False),
         f"episodic must be true, false or null (the task's default), got {cfg.episodic!r}",
     )
+    repeat = cfg.action_repeat
+    _check(
+        repeat is None
+        or (isinstance(repeat, int) and not isinstance(repeat, bool) and repeat >= 1),
+        f"action_repeat must be null (the task's own) or an integer >= 1, got {repeat!r}",
+    )
     check_multitask(cfg)
+    _check(
+        repeat is None or not cfg.multitask,
+        f"action_repeat={repeat}: a task set keeps each task's own action repeat",
+    )
     _check(cfg.model_size in MODEL_SIZE, f"model_size must be one of {sorted(MODEL_SIZE)}")
     for key, value in MODEL_SIZE[cfg.model_size].items():
         if OmegaConf.is_missing(cfg, key):

@@ -16,7 +16,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from tdmpc2.envs import dmcontrol, gymnasium, metaworld, ogbench, toy
 from tdmpc2.envs.multitask import MultitaskEnv, task_names
-from tdmpc2.envs.wrappers import TensorWrapper, TimeLimit
+from tdmpc2.envs.wrappers import ActionRepeat, TensorWrapper, TimeLimit
 from tdmpc2.envs.wrappers.pixels import Pixels
 
 # Listed when a task is unknown; raw suite names and any registered gym id also work.
@@ -57,6 +57,18 @@ def terminates(task: str) -> bool:
     return gymnasium.terminates(task) or ogbench.is_task(task)
 
 
+def _repeated(task: str, env: TimeLimit, repeat: int) -> TimeLimit:
+    """`env` with each action held for `repeat` simulator steps and its time limit cut to
+    match (rounded up): the knob that sets how many agent steps a maze's corridor takes,
+    hence how far the planner's horizon and the Manager's goals reach."""
+    if _builder(task) in (dmcontrol.make, metaworld.make):
+        raise ValueError(
+            f"action_repeat={repeat}: {task} keeps TD-MPC2's action repeat of 2; the key "
+            "applies to gym-, ogbench- and toy tasks"
+        )
+    return TimeLimit(ActionRepeat(env.env, repeat), -(-env.max_episode_steps // repeat))
+
+
 def _is_unset(cfg: Any, key: str) -> bool:
     try:
         return getattr(cfg, key, None) is None
@@ -70,13 +82,16 @@ def make_env(cfg: Any) -> TensorWrapper | MultitaskEnv:
     Sets `obs_shape` (keyed by `obs`: state or rgb), `action_dim` and `episode_length`, and
     `seed_steps` and `episodic` unless they were given explicitly (an override on the
     command line wins over the default; see `terminates` for the tasks that are episodic
-    by default). With `obs=rgb` the task is rendered at 64x64, 3 frames stacked.
+    by default). With `obs=rgb` the task is rendered at 64x64, 3 frames stacked;
+    `action_repeat` holds each action for that many simulator steps (see `_repeated`).
     """
     if cfg.get("multitask"):
         return _make_multitask_env(cfg)
     task, seed = str(cfg.task), int(cfg.seed)
     obs = str(cfg.get("obs") or "state")
     env = _builder(task)(task, seed)
+    if cfg.get("action_repeat") is not None:
+        env = _repeated(task, env, int(cfg.action_repeat))
     if obs == "rgb":
         env = Pixels(env)
     env = TensorWrapper(env, seed)

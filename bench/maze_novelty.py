@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -22,26 +21,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.learn.common import run_folders  # noqa: E402
+from bench.learn.common import load_trained, run_folders  # noqa: E402
 from bench.learn.coordinates import maze, maze_plane  # noqa: E402
-from tdmpc2.common import checkpoint  # noqa: E402
-from tdmpc2.train import build  # noqa: E402
 
 OFFSETS = torch.tensor([(dx, dy) for dx in (-1.0, 0.0, 1.0) for dy in (-1.0, 0.0, 1.0)])
 
 
 def cell_novelty(run_dir: Path) -> tuple[list[float], list[float]]:
     """The bonus in each free cell the replay visited, and in each it did not."""
-    payload = checkpoint.load(run_dir)
-    cfg = checkpoint.saved_config(payload)
+    trainer, payload, cfg = load_trained(run_dir)
     if not str(cfg.task).startswith("ogbench-pointmaze"):
         raise ValueError(f"{run_dir}: {cfg.task} is not a point maze")
-    cfg.threads = 1
-    with tempfile.TemporaryDirectory() as work_dir:
-        cfg.work_dir = work_dir
-        trainer = build(cfg, [], with_buffer=False)
-        trainer.load_models(payload)
-        trainer.logger.finish()
     buffer = payload["buffer"]
     if buffer is None:
         raise ValueError(f"{run_dir}: its checkpoint holds no replay buffer (save_buffer=true)")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -111,3 +112,22 @@ def spread(values: Sequence[float], digits: int = 0) -> str:
 def fmt(value: float, digits: int = 2) -> str:
     """A table cell: the value, or a dash for nan."""
     return f"{value:.{digits}f}" if math.isfinite(value) else "–"
+
+
+def load_trained(run_dir: Path) -> tuple[Any, dict, DictConfig]:
+    """(trainer with the run's last checkpoint loaded, the checkpoint, its config), built
+    on one thread in a throwaway run directory: for reading a run's models, not training."""
+    import tempfile
+
+    from tdmpc2.common import checkpoint
+    from tdmpc2.train import build
+
+    payload = checkpoint.load(run_dir)
+    cfg = checkpoint.saved_config(payload)
+    cfg.threads = 1
+    with tempfile.TemporaryDirectory() as work_dir:
+        cfg.work_dir = work_dir
+        trainer = build(cfg, [], with_buffer=False)
+        trainer.load_models(payload)
+        trainer.logger.finish()
+    return trainer, payload, cfg

@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import math
 import statistics
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from bench.learn.common import claim, finished, fmt, resumable, run_folders, spread
+from bench.learn.common import (
+    claim,
+    finished,
+    fmt,
+    load_trained,
+    resumable,
+    run_folders,
+    spread,
+)
 from bench.learn.coordinates import Plane, Points, declared, known, plane
 from tdmpc2.common import checkpoint
 
@@ -46,16 +53,8 @@ def goal_targets(
     the models of the run's last checkpoint. Goals from the bulk of the replay pull the
     planner back into it, however the Manager picks."""
     from tdmpc2.common.math import cosine_max
-    from tdmpc2.train import build
 
-    payload = checkpoint.load(run_dir)
-    cfg = checkpoint.saved_config(payload)
-    cfg.threads = 1
-    with tempfile.TemporaryDirectory() as work_dir:
-        cfg.work_dir = work_dir
-        trainer = build(cfg, [], with_buffer=False)
-        trainer.load_models(payload)
-        trainer.logger.finish()
+    trainer = load_trained(run_dir)[0]
     z = trainer.agent.model.encode(states.to(trainer.agent.device), None)
     generator = torch.Generator().manual_seed(0)
     starts = z[torch.randint(len(z), (n,), generator=generator)]

@@ -70,8 +70,16 @@ def replay_buffer(cfg: DictConfig, cls: type[Trainer]) -> Buffer | MultitaskBuff
                 f"data_dir: no replay file at {path} (save one with save_buffer=true)"
             )
         return Buffer.load(path, device=cfg.device, horizon=cfg.horizon, batch_size=cfg.batch_size)
-    slots = cfg.steps + cfg.steps // cfg.episode_length + 2  # an episode of L steps uses L+1 slots
-    return Buffer.from_cfg(cfg, capacity=min(int(cfg.buffer_size), slots))
+    return Buffer.from_cfg(cfg, capacity=min(int(cfg.buffer_size), replay_slots(cfg)))
+
+
+def replay_slots(cfg: DictConfig) -> int:
+    """Slots that hold every step of the run: an episode of L steps takes L+1. Episodes
+    that end early (episodic tasks) are more episodes, so more slots, than full-length
+    ones: at most one per step."""
+    steps = int(cfg.steps)
+    episodes = steps if cfg.episodic else steps // int(cfg.episode_length) + 1
+    return steps + episodes + 1
 
 
 def build(cfg: DictConfig, overrides: list[str], with_buffer: bool = True) -> Trainer:

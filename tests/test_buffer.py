@@ -245,3 +245,19 @@ def test_load_errors_name_the_file(tmp_path):
     torch.save({"weights": torch.zeros(3)}, other)
     with pytest.raises(ValueError, match=r"other\.pt: not a replay buffer file"):
         Buffer.load(other)
+
+
+@pytest.mark.parametrize("episodic", [False, True])
+def test_a_runs_replay_keeps_every_step_when_episodes_end_early(episodic):
+    """train.py sizes the ring for the run: on an episodic task, early ends make more
+    episodes (one slot each beyond their steps) than full-length ones would."""
+    from tdmpc2.train import replay_slots
+
+    steps, length = 40, 10
+    cfg = OmegaConf.create({"steps": steps, "episode_length": length, "episodic": episodic})
+    buf = Buffer(replay_slots(cfg), obs_shape=(2,), action_dim=2, horizon=H, batch_size=B)
+    # Full-length episodes; on an episodic task, the worst case: every episode one step.
+    lengths = [1] * steps if episodic else [length] * (steps // length)
+    for ep_id, n in enumerate(lengths):
+        buf.add(episode(ep_id, n))
+    assert len(buf) == steps

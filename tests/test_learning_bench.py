@@ -244,7 +244,7 @@ def test_goal_targets_are_training_states_and_tabulated(grid):
     """Each decoded goal maps to the coordinates of one of the run's training states (the
     walker run's first two observations stand in for a task's coordinates)."""
     run_dir = grid[0] / "walker-walk" / "director" / "seed1"
-    states = coverage.training_states(run_dir)
+    states = coverage.training_states(run_dir)[0]
     targets = coverage.goal_targets(run_dir, states, lambda obs: obs[:, :2], n=16)
     assert list(targets) == ["random codes", "Manager's codes"]
     for places in targets.values():
@@ -281,15 +281,18 @@ def cup_episode(positions):
     return obs
 
 
-def replay_run(run_dir, episodes, capacity=100, task="cup-catch"):
+def replay_run(run_dir, episodes, capacity=100, task="cup-catch", ended=()):
     """A finished run folder of `task` whose checkpoint holds `episodes` of 20
-    observations each, with 10 seeding steps."""
+    observations each, with 10 seeding steps; the episodes numbered in `ended` end by
+    the task's termination on their last step."""
     cfg = OmegaConf.create({"task": task, "steps": 20 * len(episodes), "seed_steps": 10})
     buffer = Buffer(capacity, (episodes[0].shape[1],), 2, horizon=1, batch_size=1)
-    for observations in episodes:
+    for i, observations in enumerate(episodes):
         obs = torch.cat([observations, observations[-1:]])
-        zeros = torch.zeros(20)
-        buffer.add({"obs": obs, "action": torch.zeros(20, 2), "reward": zeros, "terminated": zeros})
+        zeros, terminated = torch.zeros(20), torch.zeros(20)
+        terminated[-1] = float(i in ended)
+        step = {"action": torch.zeros(20, 2), "reward": zeros, "terminated": terminated}
+        buffer.add({"obs": obs, **step})
     run_dir.mkdir(parents=True)
     OmegaConf.save(cfg, run_dir / "config.yaml")
     (run_dir / "eval.csv").write_text(f"step,episode_reward\n0,0\n{cfg.steps},0\n")
@@ -306,7 +309,8 @@ def test_coverage_counts_cells_and_height_per_window(tmp_path):
     )
     png = tmp_path / "coverage.png"
     table = coverage.coverage([tmp_path], png)
-    assert "| cup-catch | flat | 1 | 1 / 1 / 1 / 6 | 0.0 / 0.0 / 0.0 / 50.0 | 2.7 | 2.67 |" in table
+    row = "| cup-catch | flat | 1 | 1 / 1 / 1 / 6 | 0.0 / 0.0 / 0.0 / 50.0 | 2.7 | 2.67 | 7 | 0 |"
+    assert row in table  # cells in all, and no episode ended by the task
     assert "| cup-catch | flat | 1 | 3 ± 0 | 2.67 ± 0.00 |" in table
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -372,10 +376,12 @@ def test_maze_coverage_counts_visited_cells(tmp_path):
     way = [(5, 3), (5, 4), (4, 4), (3, 4), (3, 3), (3, 2), (4, 2)]  # start ... goal
     first = maze_places([way[0]] * 10 + [way[1]] * 4 + [way[2]] * 3 + [way[3]] * 3)
     second = maze_places([way[4]] * 5 + [way[5]] * 5 + [way[6]] * 10)
-    replay_run(tmp_path / MAZE / "flat" / "seed1", [first, second], task=MAZE)
+    replay_run(tmp_path / MAZE / "flat" / "seed1", [first, second], task=MAZE, ended=[1])
     png = tmp_path / "maze.png"
     table = coverage.coverage([tmp_path], png, tasks=[MAZE])
-    assert f"| {MAZE} | flat | 1 | 1 / 3 / 2 / 1 | 6 / 3 / 1 / 0 | 2.0 | 2.00 | 7 of 26 |" in table
+    row = f"| {MAZE} | flat | 1 | 1 / 3 / 2 / 1 | 6 / 3 / 1 / 0 | 2.0 | 2.00 | 7 of 26 | 1 |"
+    assert row in table  # the second episode ended at the goal
+    assert f"| {MAZE} | flat | 1 | 2 ± 0 | 2.00 ± 0.00 | 7.0 ± 0.0 | 1.0 ± 0.0 |" in table
     assert "Cells are the maze's 4 x 4 cells." in table
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # A hierarchy's goal targets are drawn on its run's map.

@@ -29,9 +29,10 @@ Covered = tuple[str, str, str, int, torch.Tensor]  # task, agent, seed folder, w
 Goals = tuple[str, str, str, torch.Tensor, dict[str, torch.Tensor]]  # ..., all places, targets
 
 
-def training_states(run_dir: Path) -> torch.Tensor:
-    """Every training step's observation, in the order they happened, from the replay
-    buffer in the run's latest checkpoint."""
+def training_states(run_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every training step's observation and whether the task ended there (a maze: the
+    goal), in the order they happened, from the replay buffer in the run's latest
+    checkpoint."""
     buffer = checkpoint.load(run_dir)["buffer"]
     if buffer is None:
         raise ValueError(f"{run_dir}: its checkpoint holds no replay buffer")
@@ -40,7 +41,7 @@ def training_states(run_dir: Path) -> torch.Tensor:
     if episode.numel() == 0:
         raise ValueError(f"{run_dir}: its replay buffer is empty")
     order = torch.argsort(episode.long() * (int(index.max()) + 1) + index.long())
-    return buffer["obs"][kept][order].float()
+    return buffer["obs"][kept][order].float(), buffer["terminated"][kept][order]
 
 
 @torch.no_grad()
@@ -90,6 +91,7 @@ def coverage(
     runs: list[Covered] = []
     goals: list[Goals] = []
     unfinished, undeclared, seen = [], set(), set()
+    ends: dict[tuple[str, str, str], int] = {}  # training episodes the task ended
     for run_dir, cfg in run_folders(outs, tasks, agents):
         if declared(cfg.task) is None:
             undeclared.add(cfg.task)
@@ -100,7 +102,7 @@ def coverage(
             continue
         key = (cfg.task, run_dir.parent.name, run_dir.name)
         claim(seen, key, run_dir)
-        states = training_states(run_dir)
+        states, ended = training_states(run_dir)
         if len(states) < budget:
             raise ValueError(
                 f"{run_dir}: the replay buffer holds {len(states):,} of the run's "
@@ -108,6 +110,7 @@ def coverage(
             )
         coordinates = plane(cfg.task).points
         runs.append((*key, int(cfg.seed_steps), coordinates(states[:budget])))
+        ends[key] = int(ended[:budget].sum())
         if cfg.get("trainer") == "director":
             targets = goal_targets(run_dir, states, coordinates)
             goals.append((*key, coordinates(states), targets))
@@ -118,7 +121,7 @@ def coverage(
             + ", ".join(str(out) for out in outs)
             + (skipped if undeclared else "")
         )
-    lines = run_tables(runs)
+    lines = run_tables(runs, ends)
     if goals:
         lines += ["", *goal_table(goals)]
     if unfinished:
@@ -133,32 +136,34 @@ def coverage(
     return "\n".join(lines)
 
 
-def run_tables(runs: list[Covered]) -> list[str]:
+def run_tables(runs: list[Covered], ends: dict[tuple[str, str, str], int]) -> list[str]:
     """Markdown lines: per task, a row per run (cells per window, the task's window
-    summary, cells per acting window and over the run's random window, cells in all),
-    then a row per task and agent over its runs."""
+    summary, cells per acting window and over the run's random window, cells in all,
+    training episodes the task ended: on a maze, those that reached the goal), then a
+    row per task and agent over its runs."""
     lines: list[str] = []
-    by_agent: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
+    by_agent: dict[tuple[str, str], list[tuple[float, float, int, int]]] = {}
     for task in sorted({run[0] for run in runs}):
         where = plane(task)
         lines += [
             "| task | agent | seed | cells visited per window | "
             f"{where.window_label} | cells per agent window (mean) | over random | "
-            "cells in all |",
-            "|---|---|---|---|---|---|---|---|",
+            "cells in all | episodes ended by the task |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for _, agent, seed, window, places in (run for run in runs if run[0] == task):
             windows = window_coverage(places, window, where)
             acting = statistics.fmean([cells for cells, _ in windows[1:]] or [math.nan])
             ratio = acting / windows[0][0]
             total = where.count(places)
-            by_agent.setdefault((task, agent), []).append((acting, ratio, total))
+            ended = ends[(task, agent, seed)]
+            by_agent.setdefault((task, agent), []).append((acting, ratio, total, ended))
             cells = " / ".join(str(c) for c, _ in windows)
             summary = " / ".join(s for _, s in windows)
             of = f" of {where.free_cells}" if where.free_cells else ""
             lines.append(
                 f"| {task} | {agent} | {seed[4:]} | {cells} | {summary} | {fmt(acting, 1)} "
-                f"| {fmt(ratio)} | {total}{of} |"
+                f"| {fmt(ratio)} | {total}{of} | {ended} |"
             )
         window = next(run[3] for run in runs if run[0] == task)
         lines += [
@@ -169,14 +174,14 @@ def run_tables(runs: list[Covered]) -> list[str]:
         ]
     lines += [
         "| task | agent | runs | cells per agent window (mean ± sd over runs) | over the "
-        "run's random window | cells in all |",
-        "|---|---|---|---|---|---|",
+        "run's random window | cells in all | episodes ended by the task |",
+        "|---|---|---|---|---|---|---|",
     ]
     for (task, agent), values in sorted(by_agent.items()):
-        acting, ratios, totals = zip(*values, strict=True)
+        acting, ratios, totals, ended = zip(*values, strict=True)
         lines.append(
             f"| {task} | {agent} | {len(values)} | {spread(acting)} | {spread(ratios, 2)} | "
-            f"{spread(totals, 1)} |"
+            f"{spread(totals, 1)} | {spread(ended, 1)} |"
         )
     return lines
 

@@ -244,7 +244,7 @@ def test_goal_targets_are_training_states_and_tabulated(grid):
     """Each decoded goal maps to the coordinates of one of the run's training states (the
     walker run's first two observations stand in for a task's coordinates)."""
     run_dir = grid[0] / "walker-walk" / "director" / "seed1"
-    states = coverage.training_states(run_dir)[0]
+    states = coverage.training_steps(run_dir)["obs"]
     targets = coverage.goal_targets(run_dir, states, lambda obs: obs[:, :2], n=16)
     assert list(targets) == ["random codes", "Manager's codes"]
     for places in targets.values():
@@ -281,17 +281,18 @@ def cup_episode(positions):
     return obs
 
 
-def replay_run(run_dir, episodes, capacity=100, task="cup-catch", ended=()):
+def replay_run(run_dir, episodes, capacity=100, task="cup-catch", ended=(), actions=None):
     """A finished run folder of `task` whose checkpoint holds `episodes` of 20
-    observations each, with 10 seeding steps; the episodes numbered in `ended` end by
-    the task's termination on their last step."""
+    observations each (and `actions` [20, 2] each, else zeros), with 10 seeding steps;
+    the episodes numbered in `ended` end by the task's termination on their last step."""
     cfg = OmegaConf.create({"task": task, "steps": 20 * len(episodes), "seed_steps": 10})
     buffer = Buffer(capacity, (episodes[0].shape[1],), 2, horizon=1, batch_size=1)
     for i, observations in enumerate(episodes):
         obs = torch.cat([observations, observations[-1:]])
         zeros, terminated = torch.zeros(20), torch.zeros(20)
         terminated[-1] = float(i in ended)
-        step = {"action": torch.zeros(20, 2), "reward": zeros, "terminated": terminated}
+        action = torch.zeros(20, 2) if actions is None else actions[i]
+        step = {"action": action, "reward": zeros, "terminated": terminated}
         buffer.add({"obs": obs, **step})
     run_dir.mkdir(parents=True)
     OmegaConf.save(cfg, run_dir / "config.yaml")
@@ -447,3 +448,29 @@ def test_help_of_each_subcommand_describes_every_option():
         timeout=120,
     )
     assert shown.returncode == 0 and "--png" in shown.stdout and "ogbench-*" in shown.stdout
+
+
+def test_action_persistence_tells_a_held_direction_from_dithering(tmp_path, capsys):
+    """Seeding (10 steps) then acting: one run holds its direction after seeding, the
+    other flips it every step; both at full and at half strength."""
+    from bench import action_persistence
+
+    still = torch.zeros(20, 2)
+    seeding = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).repeat(5, 1)  # orthogonal: cosine 0
+    held = torch.tensor([[1.0, 1.0]]).repeat(20, 1)
+    flipped = 0.5 * torch.tensor([[1.0, 1.0], [-1.0, -1.0]]).repeat(10, 1)
+    for agent, acting in (("steady", held), ("jitter", flipped)):
+        first = torch.cat([seeding, acting[10:]])  # the run's first 10 steps are seeding
+        replay_run(
+            tmp_path / "cup-catch" / agent / "seed1", [still, still], actions=[first, acting]
+        )
+    action_persistence.main([str(tmp_path / "cup-catch")])
+    table = capsys.readouterr().out
+    # Seeding: 9 pairs at cosine 0. After it: 9 pairs in episode 1 and 19 in episode 2,
+    # all held (+1) or flipped (-1); the pair across the two episodes does not count.
+    assert "| steady | 1 | 0.00 | 1.00 | 1.00 |" in table
+    assert "| jitter | 1 | 0.00 | -1.00 | 0.50 |" in table
+    assert "| steady | 1 | 0.00 ± 0.00 | 1.00 ± 0.00 | 1.00 ± 0.00 |" in table
+    with pytest.raises(SystemExit, match="2"):
+        action_persistence.main([str(tmp_path / "walker-walk")])
+    assert "error: no finished run with a checkpoint under" in capsys.readouterr().err

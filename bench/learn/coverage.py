@@ -29,10 +29,10 @@ Covered = tuple[str, str, str, int, torch.Tensor]  # task, agent, seed folder, w
 Goals = tuple[str, str, str, torch.Tensor, dict[str, torch.Tensor]]  # ..., all places, targets
 
 
-def training_states(run_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every training step's observation and whether the task ended there (a maze: the
-    goal), in the order they happened, from the replay buffer in the run's latest
-    checkpoint."""
+def training_steps(run_dir: Path) -> dict[str, torch.Tensor]:
+    """Every training step in the order it happened, from the replay buffer in the run's
+    latest checkpoint: its observation, action, whether the task ended there (a maze:
+    the goal) and its episode's id."""
     buffer = checkpoint.load(run_dir)["buffer"]
     if buffer is None:
         raise ValueError(f"{run_dir}: its checkpoint holds no replay buffer")
@@ -41,7 +41,9 @@ def training_states(run_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     if episode.numel() == 0:
         raise ValueError(f"{run_dir}: its replay buffer is empty")
     order = torch.argsort(episode.long() * (int(index.max()) + 1) + index.long())
-    return buffer["obs"][kept][order].float(), buffer["terminated"][kept][order]
+    steps = {key: buffer[key][kept][order] for key in ("obs", "action", "terminated", "episode")}
+    steps["obs"] = steps["obs"].float()
+    return steps
 
 
 @torch.no_grad()
@@ -102,7 +104,8 @@ def coverage(
             continue
         key = (cfg.task, run_dir.parent.name, run_dir.name)
         claim(seen, key, run_dir)
-        states, ended = training_states(run_dir)
+        replay = training_steps(run_dir)
+        states, ended = replay["obs"], replay["terminated"]
         if len(states) < budget:
             raise ValueError(
                 f"{run_dir}: the replay buffer holds {len(states):,} of the run's "

@@ -231,8 +231,10 @@ class TDMPC2:
         goal: torch.Tensor | None = None,
         prefix: tuple | None = None,
         explore: bool = False,
+        task_weight: float = 1.0,
     ) -> torch.Tensor:
-        """Discounted return of latent rollouts plus the policy's Q at the end: [N, 1].
+        """Discounted return of latent rollouts plus the policy's Q at the end, times
+        `task_weight`: [N, 1].
 
         With a `goal`, plus the goal term: the goal value V in [0, 1] of each candidate
         times `_term_weight` at `worker.goal_coef`. With `explore`, plus the novelty
@@ -254,7 +256,7 @@ class TDMPC2:
                 E = torch.cat([prefix[5], E])
         action = self.model.pi_action(z, task)
         value = G + discount * alive * self.model.Q(z, action, return_type="avg", task=task)
-        total = value
+        total = task_weight * value
         if goal is not None:
             V = V + alive * self._goal_value(z, goal, task)
             total = total + self._term_weight(self.cfg.worker.goal_coef, value, V) * V
@@ -293,6 +295,9 @@ class TDMPC2:
         # z stays one row: every rollout starts from it (see _rollout). The policy prior's
         # trajectories are rolled out once, not once per iteration.
         explore = not eval_mode and self.novelty is not None
+        # While training towards a goal the task value weighs worker.task_coef (Director's
+        # worker: 0, goals alone); evaluation always plans for the task.
+        task_weight = 1.0 if eval_mode or goal is None else float(cfg.worker.task_coef)
         prefix = self._rollout(z, actions[:, :n_pi], goal, task, explore) if n_pi > 0 else None
         sampled = actions[:, n_pi:]
         mask = None if task is None else self.model.action_masks[task]
@@ -301,7 +306,7 @@ class TDMPC2:
             torch.addcmul(mean.unsqueeze(1), std.unsqueeze(1), noise, out=sampled).clamp_(-1, 1)
             if mask is not None:
                 sampled.mul_(mask)
-            value = self._estimate_value(z, sampled, task, goal, prefix, explore)
+            value = self._estimate_value(z, sampled, task, goal, prefix, explore, task_weight)
             value = value.nan_to_num_(0).squeeze(1)
             elite_value, elite_idxs = torch.topk(value, cfg.num_elites, sorted=False)
             elite_actions = actions[:, elite_idxs]

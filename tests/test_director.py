@@ -259,6 +259,35 @@ def test_novelty_term_spreads_novelty_coef_times_the_task_value():
     assert torch.allclose(cached, values[True], rtol=1e-5, atol=1e-5)
 
 
+def test_task_coef_weighs_the_task_value_in_training_plans_only():
+    """worker.task_coef scales the task value of every candidate (0: the goal term
+    alone ranks them); evaluation plans with the whole task value whatever it is."""
+    agents = {}
+    for coef in (0.0, 1.0):
+        torch.manual_seed(0)
+        agents[coef] = TDMPC2(director_cfg([f"worker.task_coef={coef}"]))
+        varied_task_value(agents[coef])
+    agent = agents[0.0]
+    agent.goal_value = lambda z, g, mask: torch.sigmoid(4 * (z - g).sum(-1, keepdim=True))
+    torch.manual_seed(1)
+    z, goal = simnorm(torch.randn(1, 32), 8), simnorm(torch.randn(1, 32), 8)
+    actions = torch.rand(agent.cfg.horizon, 40, 3) * 2 - 1
+    term, flat = goal_term(agent, z, actions, goal)
+    assert flat.std() > 1e-2  # a task value that would move the ranking
+    torch.manual_seed(0)
+    goal_only = agent._estimate_value(z, actions, goal=goal, task_weight=0.0)
+    assert torch.allclose(goal_only, term, rtol=1e-4, atol=1e-5)
+
+    obs = torch.randn(5)
+    for eval_mode, same in ((True, True), (False, False)):
+        chosen = []
+        for a in agents.values():
+            a.goal_value = agent.goal_value
+            torch.manual_seed(2)
+            chosen.append(a.act(obs, t0=True, eval_mode=eval_mode, goal=goal))
+        assert torch.equal(*chosen) == same
+
+
 def test_novelty_steers_training_actions_but_not_evaluation():
     """With a big novelty_coef the planner's training actions lead to latents the
     novelty function rates higher than the flat planner's; evaluation ignores it."""
@@ -503,6 +532,7 @@ def test_evaluation_samples_the_managers_codes_unless_deterministic(tmp_path, de
         ("manager.batch_size=17", "manager.batch_size (17) must be <= worker.batch_size (16)"),
         ("worker.goal_coef=-0.1", "worker.goal_coef must be >= 0, got -0.1"),
         ("worker.novelty_coef=-1", "worker.novelty_coef must be >= 0, got -1"),
+        ("worker.task_coef=-1", "worker.task_coef must be >= 0, got -1"),
     ],
 )
 def test_check_director_cfg_rejects_with_one_line(override, message):

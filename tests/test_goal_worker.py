@@ -161,6 +161,21 @@ def test_task_value_gradients_reach_only_the_policy():
     assert any(not torch.equal(p, q) for p, q in zip(with_task, without, strict=True))
 
 
+def test_task_coef_zero_leaves_the_policy_to_the_goal_alone():
+    """Director's worker (task_coef 0): two task values however different train the
+    same goal policy; with task_coef 1 they do not."""
+    z, a, next_z, g = latents(8, 0), actions(8, 1), latents(8, 2), latents(8, 3)
+    for task_coef, same in ((0.0, True), (1.0, False)):
+        policies = []
+        for scale in (1.0, -5.0):
+            worker = randomised(small_worker(task_coef=task_coef))
+            torch.manual_seed(4)
+            worker.update(z, a, next_z, g, lambda z, a, s=scale: s * a.sum(-1, keepdim=True))
+            policies.append(snapshot(worker._pi))
+        equal = all(torch.equal(x, y) for x, y in zip(*policies, strict=True))
+        assert equal == same
+
+
 def test_optimiser_state_round_trips():
     worker = randomised(small_worker(), std=0.05)
     batch = (latents(8, 0), actions(8, 1), latents(8, 2), latents(8, 3))

@@ -39,6 +39,7 @@ class GoalWorker(OwnOptimisers, nn.Module):
         hidden_dim: int = 256,
         goal_discount: float = 0.9,
         goal_coef: float = 1.0,
+        task_coef: float = 1.0,
         lr: float = 3e-4,
         tau: float = 0.01,
         entropy_coef: float = 1e-4,
@@ -54,6 +55,7 @@ class GoalWorker(OwnOptimisers, nn.Module):
             raise ValueError(f"worker.hidden_dim and worker.lr must be > 0, got {hidden_dim}, {lr}")
         self.action_dim = action_dim
         self.goal_discount, self.goal_coef, self.tau = goal_discount, goal_coef, tau
+        self.task_coef = task_coef
         self.entropy_coef, self.grad_clip = entropy_coef * action_dim, grad_clip
         self.log_std_min, self.log_std_dif = log_std_min, log_std_max - log_std_min
         self._pi = mlp(2 * latent_dim, [hidden_dim, hidden_dim], 2 * action_dim)
@@ -132,10 +134,10 @@ class GoalWorker(OwnOptimisers, nn.Module):
     ) -> dict[str, torch.Tensor]:
         """One critic step (TD on the relabelled goals) and one policy step.
 
-        The policy maximises what the planner maximises, divided by the Q range:
-        `task_value(z, a)` (the world model's Q over its running range, critics
-        frozen) plus goal_coef * Q_g, plus entropy. `mask`: see `pi`; `terminated`: see
-        `td_target`.
+        The policy maximises what the planner maximises while training, divided by the
+        Q range: task_coef * `task_value(z, a)` (the world model's Q over its running
+        range, critics frozen) plus goal_coef * Q_g, plus entropy. `mask`: see `pi`;
+        `terminated`: see `td_target`.
         """
         z, next_z, goal = z.detach(), next_z.detach(), goal.detach()
         target = self.td_target(next_z, goal, mask, terminated)
@@ -147,7 +149,11 @@ class GoalWorker(OwnOptimisers, nn.Module):
 
         _, pi, log_pi = self.pi(z, goal, mask)
         goal_q = self.q(z, pi, goal, detach=True).mean(0)
-        objective = task_value(z, pi) + self.goal_coef * goal_q - self.entropy_coef * log_pi
+        objective = (
+            self.task_coef * task_value(z, pi)
+            + self.goal_coef * goal_q
+            - self.entropy_coef * log_pi
+        )
         pi_loss = -objective.mean()
         pi_loss.backward()  # the critics are frozen here: only pi gets gradients
         nn.utils.clip_grad_norm_(self._pi.parameters(), self.grad_clip)

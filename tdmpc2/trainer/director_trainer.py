@@ -42,6 +42,7 @@ def check_director_cfg(cfg: DictConfig) -> None:
     for key, value in (
         ("worker.goal_coef", w.goal_coef),
         ("worker.novelty_coef", w.novelty_coef),
+        ("worker.task_coef", w.task_coef),
         ("worker.value_spread_floor", w.value_spread_floor),
     ):
         if float(value) < 0:
@@ -136,6 +137,7 @@ class Hierarchy(Trainer):
             hidden_dim=w.hidden_dim,
             goal_discount=w.goal_discount,
             goal_coef=w.goal_coef,
+            task_coef=w.task_coef,
             lr=w.lr,
             tau=cfg.tau,
             entropy_coef=cfg.entropy_coef,

@@ -12,3 +12,6 @@ python bench/learning.py run --out bench/results/maze-repeat "${COMMON[@]}" --se
 # The structural variant: goals and bonus, goals held 32 steps (run beside the ablation).
 python bench/learning.py run --out bench/results/maze-repeat "${COMMON[@]}" --seeds 1 2 3 \
   --agents director-nov-k32 --jobs 1
+# Goals without the bonus (added 2026-12-06, second session: the ablation's missing row).
+python bench/learning.py run --out bench/results/maze-repeat "${COMMON[@]}" --seeds 1 2 3 \
+  --agents director-goals

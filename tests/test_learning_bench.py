@@ -474,3 +474,10 @@ def test_action_persistence_tells_a_held_direction_from_dithering(tmp_path, caps
     with pytest.raises(SystemExit, match="2"):
         action_persistence.main([str(tmp_path / "walker-walk")])
     assert "error: no finished run with a checkpoint under" in capsys.readouterr().err
+
+
+def test_the_ratio_to_flat_only_reads_for_positive_flat_returns():
+    assert common.vs_flat(300.0, 200.0) == 1.5
+    assert math.isnan(common.vs_flat(-951.0, -723.0))  # a maze: higher would be worse
+    assert math.isnan(common.vs_flat(5.0, 0.0))
+    assert math.isnan(common.vs_flat(5.0, math.nan))

@@ -109,6 +109,12 @@ def spread(values: Sequence[float], digits: int = 0) -> str:
     return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
+def vs_flat(value: float, flat: float) -> float:
+    """value / flat where that reads as better (> 1) or worse: only for a positive flat
+    return; nan where returns are negative (a maze's -1 a step) or flat is missing."""
+    return value / flat if flat > 0 else math.nan
+
+
 def fmt(value: float, digits: int = 2) -> str:
     """A table cell: the value, or a dash for nan."""
     return f"{value:.{digits}f}" if math.isfinite(value) else "–"

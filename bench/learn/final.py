@@ -13,7 +13,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from bench.learn.common import checkpointed_runs, evaluate_run, fmt, last_step, spread
+from bench.learn.common import (
+    checkpointed_runs,
+    evaluate_run,
+    fmt,
+    last_step,
+    spread,
+    vs_flat,
+)
 
 
 def final_return(run_dir: Path, cfg: DictConfig, episodes: int) -> dict[str, float]:
@@ -62,7 +69,7 @@ def final(
         returns = [r for _, _, r, _ in records]
         flats = [r for _, _, r, _ in table.get((task, "flat"), [])]
         flat = statistics.fmean(flats or [math.nan])
-        ratio = statistics.fmean(returns) / flat if flat else math.nan
+        ratio = vs_flat(statistics.fmean(returns), flat)
         steps = sorted({s for _, s, _, _ in records})
         lines.append(
             f"| {task} | {agent} | {len(records)} | {' / '.join(f'{s:,}' for s in steps)} | "

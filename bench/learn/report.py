@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench.learn.common import claim, fmt, read_rows, spread
+from bench.learn.common import claim, fmt, read_rows, spread, vs_flat
 from tdmpc2.common.curves import reference_curve
 
 
@@ -134,7 +134,7 @@ def report(
         finals = [r["final"] for r in records]
         flat = table.get((task, "flat"))
         flat_mean = statistics.fmean(r["final"] for r in flat) if flat else math.nan
-        ratio = statistics.fmean(finals) / flat_mean if flat_mean else math.nan
+        ratio = vs_flat(statistics.fmean(finals), flat_mean)
         per_seed = " ".join(f"{r['seed']}:{r['final']:.0f}" for r in records)
         lines.append(
             f"| {task} | {agent} | {len(records)} | {min(r['steps'][-1] for r in records):,} | "

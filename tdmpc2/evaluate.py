@@ -30,9 +30,9 @@ from tdmpc2.envs.wrappers.render import RendererError
 from tdmpc2.train import build, cli_overrides
 
 EVAL_KEYS = ("eval_episodes", "seed", "save_video", "device", "threads")
-# Changed only when given on the command line: the goal weight (0: the control planner)
-# and how the Manager picks its codes.
-CONTROL_KEYS = ("worker.goal_coef", "manager.deterministic")
+# Changed only when given on the command line: the goal weight (0: the control planner),
+# whether evaluation steers by goals at all, and how the Manager picks its codes.
+CONTROL_KEYS = ("worker.goal_coef", "worker.eval_goals", "manager.deterministic")
 
 
 def evaluate(cfg: DictConfig, overrides: list[str]) -> dict[str, float]:

@@ -521,6 +521,22 @@ def test_evaluation_samples_the_managers_codes_unless_deterministic(tmp_path, de
     assert not trainer._stats["codes"]  # evaluation leaves the training episode's stats
 
 
+@pytest.mark.parametrize("eval_goals", [True, False])
+def test_eval_goals_decides_whether_evaluation_plans_towards_the_goal(tmp_path, eval_goals):
+    """Training always steers by the Manager's goal; evaluation only with eval_goals,
+    and the Manager still picks (and records) codes there either way."""
+    trainer = filled_director(tmp_path, [f"worker.eval_goals={eval_goals}"])
+    trainer._step = int(trainer.cfg.seed_steps)  # past seeding: the planner acts
+    goals = []
+    trainer.agent.act = lambda obs, **kwargs: goals.append(kwargs["goal"]) or torch.zeros(1)
+    obs = torch.zeros(trainer.cfg.obs_shape["state"][0])
+    trainer.act(obs, 0, eval_mode=False)
+    assert torch.equal(goals[0], trainer._goal)
+    trainer.act(obs, 0, eval_mode=True)
+    assert (goals[1] is not None) == eval_goals
+    assert len(trainer._eval_stats["codes"]) == 1
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -238,6 +238,13 @@ def test_final_evaluates_every_runs_last_checkpoint_again(grid):
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.splitlines()[2] == result.stdout.splitlines()[3]  # cached, not rerun
     assert len(common.read_rows(flat_csv)) == evaluations
+    command = ["final", "--out", out, "--eval-episodes", "1", "--agents", "director"]
+    flat_planned = bench(*command, "--overrides", "worker.eval_goals=false", timeout=300)
+    assert flat_planned.returncode == 0, flat_planned.stderr[-2000:]
+    director_eval = out / "walker-walk" / "director" / "seed1" / "eval"
+    assert common.read_rows(director_eval / "eval.csv")[-1]["worker.eval_goals"] == "False"
+    assert (director_eval / "final+worker.eval_goals=false.json").is_file()
+    assert (director_eval / "final.json").is_file()  # the as-trained evaluation's cache stays
 
 
 def test_goal_targets_are_training_states_and_tabulated(grid):

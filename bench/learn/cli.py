@@ -10,6 +10,7 @@ measured of its run folders (<out>/<task>/<agent>/seed<N>/).
     python bench/learning.py control --goal-coefs 1 10   # ... and at stronger goal weights
     python bench/learning.py control --tasks walker-walk --overrides manager.deterministic=true
     python bench/learning.py final --eval-episodes 10   # each run's last checkpoint again
+    python bench/learning.py final --overrides worker.eval_goals=false   # ... planned flat
     python bench/learning.py coverage --out bench/results/sparse   # exploration, return aside
     python bench/learning.py coverage --out bench/results/maze --png /tmp/maze.png
 
@@ -133,6 +134,12 @@ def parser() -> argparse.ArgumentParser:
     fin.add_argument("--eval-episodes", type=int, default=10, help="episodes per checkpoint")
     add_jobs(fin, "runs evaluated")
     add_filters(fin)
+    fin.add_argument(
+        "--overrides",
+        nargs="*",
+        default=[],
+        help="for every evaluation, e.g. worker.eval_goals=false (default: as trained)",
+    )
     add_outs(fin)
 
     cov = job("coverage", coverage, "where training went, from each run's replay buffer")
@@ -173,7 +180,11 @@ def main(argv: list[str] | None = None) -> None:
                 )
             )
         elif args.mode == "final":
-            print(final.final(args.out, args.eval_episodes, args.jobs, args.tasks, agents))
+            print(
+                final.final(
+                    args.out, args.eval_episodes, args.jobs, args.tasks, agents, args.overrides
+                )
+            )
         else:
             png = args.png or args.out[0] / "coverage.png"
             print(coverage.coverage(args.out, png, args.steps, args.tasks, agents))

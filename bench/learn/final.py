@@ -23,17 +23,20 @@ from bench.learn.common import (
 )
 
 
-def final_return(run_dir: Path, cfg: DictConfig, episodes: int) -> dict[str, float]:
-    """The run's last checkpoint evaluated over `episodes` episodes, cached in
-    eval/final.json while the run's last step and the episode count stay the same, so a
-    rerun (e.g. to add an agent's runs to the table) evaluates only what is new."""
-    cache = run_dir / "eval" / "final.json"
+def final_return(
+    run_dir: Path, cfg: DictConfig, episodes: int, overrides: Sequence[str] = ()
+) -> dict[str, float]:
+    """The run's last checkpoint evaluated over `episodes` episodes with `overrides`,
+    cached in eval/final.json (eval/final+<overrides>.json) while the run's last step and
+    the episode count stay the same, so a rerun (e.g. to add an agent's runs to the
+    table) evaluates only what is new."""
+    cache = run_dir / "eval" / ("+".join(["final", *overrides]).replace("/", "_") + ".json")
     if cache.is_file():
         cached = json.loads(cache.read_text())
         fresh = cached["episodes"] == episodes and cached["step"] == last_step(run_dir)
         if fresh and "episode_success" in cached:  # older caches lack success
             return cached
-    row = evaluate_run(run_dir, cfg, episodes)
+    row = evaluate_run(run_dir, cfg, episodes, overrides)
     result = {"step": row["step"], "episodes": episodes, "episode_reward": row["episode_reward"]}
     result["episode_success"] = row.get("episode_success", math.nan)
     cache.write_text(json.dumps(result) + "\n")
@@ -46,14 +49,16 @@ def final(
     jobs: int,
     tasks: Sequence[str] = (),
     agents: Sequence[str] = (),
+    overrides: Sequence[str] = (),
 ) -> str:
     """Every finished run's last checkpoint (of `tasks` and `agents`, if given) evaluated
-    again over `episodes` episodes: a Markdown table per task and agent, with each seed's
-    return, the ratio to flat and the success rate (the share of episodes that ended in
-    success). Evaluations append to each run's eval/eval.csv."""
+    again over `episodes` episodes, with `overrides` (e.g. worker.eval_goals=false) on top
+    of how it was trained: a Markdown table per task and agent, with each seed's return,
+    the ratio to flat and the success rate (the share of episodes that ended in success).
+    Evaluations append to each run's eval/eval.csv."""
     runs = checkpointed_runs(outs, tasks, agents)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(lambda run: final_return(*run, episodes), runs))
+        results = list(pool.map(lambda run: final_return(*run, episodes, overrides), runs))
     table: dict[tuple[str, str], list[tuple[str, int, float, float]]] = {}
     for (run_dir, _), row in zip(runs, results, strict=True):
         key = (run_dir.parents[1].name, run_dir.parent.name)

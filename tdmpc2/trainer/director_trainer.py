@@ -169,9 +169,10 @@ class Hierarchy(Trainer):
             self._choose_goal(obs, t, eval_mode)
         if not eval_mode and self.seeding:
             return self.env.rand_act()
-        return self.agent.act(
-            obs, t0=t == 0, eval_mode=eval_mode, task=self.acting_task, goal=self._goal
-        )
+        # The Manager still picks codes in evaluation without goals, so its goal reach
+        # there says where it would have led the planner.
+        goal = self._goal if not eval_mode or self.cfg.worker.eval_goals else None
+        return self.agent.act(obs, t0=t == 0, eval_mode=eval_mode, task=self.acting_task, goal=goal)
 
     def _choose_goal(self, obs: torch.Tensor, t: int, eval_mode: bool) -> None:
         """Random codes while seeding, then the Manager's: sampled in evaluation too, as

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 
 import pytest
 import torch
@@ -347,6 +348,18 @@ def test_the_cup_catch_preset_carries_the_measured_exploration_settings(tmp_path
     assert trainer.agent.novelty == trainer.goal_vae.recon_error  # the Worker's bonus is on
     assert trainer.cfg.manager.return_floor == 0.01
     assert trainer.cfg.manager.entropy_target == 0.5
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ogbench") is None, reason="needs ogbench")
+def test_the_pointmaze_preset_carries_the_measured_maze_settings(tmp_path):
+    overrides = ["task=director_pointmaze", "threads=1", f"work_dir={tmp_path}"]
+    trainer = build(compose_cfg(overrides), overrides)
+    assert type(trainer).__name__ == "DirectorTrainer"
+    assert trainer.cfg.task == "ogbench-pointmaze-medium-singletask-task3-v0"
+    assert trainer.cfg.episodic and trainer.cfg.action_repeat == 4
+    assert trainer.agent.novelty is None  # goals alone, no bonus
+    assert (trainer.cfg.manager.return_floor, trainer.cfg.manager.entropy_target) == (0.01, 0.5)
+    assert (trainer.cfg.num_samples, trainer.cfg.iterations, trainer.cfg.steps) == (256, 4, 24_000)
 
 
 def test_director_run_logs_every_metric_and_checkpoint_reloads(tmp_path):

@@ -96,7 +96,7 @@ def apply_preset(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             )
         return cfg
     preset = OmegaConf.load(path)
-    missing = [k for k in preset if k not in cfg]
+    missing = [k for k in preset if k not in cfg.keys()]  # `in cfg` is False for `???` keys
     if missing:
         raise ConfigError(f"preset {path.name} sets unknown keys: {', '.join(map(str, missing))}")
     cfg = OmegaConf.merge(cfg, preset)

@@ -18,6 +18,7 @@ ADDED=(
   tdmpc2/configs/task/director_walker_walk.yaml
   tdmpc2/configs/task/director_humanoid_walk.yaml
   tdmpc2/configs/task/director_cup_catch.yaml
+  tdmpc2/configs/task/director_pointmaze.yaml
   tests/test_director.py
   tests/test_director_multitask.py
   tests/test_goal_vae.py

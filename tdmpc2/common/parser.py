@@ -96,7 +96,8 @@ def apply_preset(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             )
         return cfg
     preset = OmegaConf.load(path)
-    missing = [k for k in preset if k not in cfg.keys()]  # `in cfg` is False for `???` keys
+    known = set(cfg.keys())  # `key in cfg` is False for a key still `???` (model widths)
+    missing = [k for k in preset if k not in known]
     if missing:
         raise ConfigError(f"preset {path.name} sets unknown keys: {', '.join(map(str, missing))}")
     cfg = OmegaConf.merge(cfg, preset)

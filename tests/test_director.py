@@ -394,7 +394,7 @@ def test_director_run_logs_every_metric_and_checkpoint_reloads(tmp_path):
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     keys = {"goal_vae", "goal_vae_optim", "manager", "manager_optim", "agent"}
     assert keys | {"goal_worker", "goal_worker_optim", "director"} <= set(ckpt)
-    assert set(ckpt["director"]) == {"goal", "start_similarity", "stats", "updates"}
+    assert set(ckpt["director"]) == {"goal", "frontier", "start_similarity", "stats", "updates"}
 
     # A fresh trainer loads every network, optimiser and return scale back exactly.
     fresh = build(compose_cfg([*overrides[:-1], f"work_dir={tmp_path / 'b'}"]), overrides)

@@ -47,12 +47,17 @@ def check_director_cfg(cfg: DictConfig) -> None:
     ):
         if float(value) < 0:
             raise ConfigError(f"{key} must be >= 0, got {value}")
+    if not 0 <= float(m.frontier) <= 1:
+        raise ConfigError(f"manager.frontier must be in [0, 1], got {m.frontier}")
     if w.goal_scale not in ("spread", "range"):
         raise ConfigError(f"worker.goal_scale must be spread or range, got {w.goal_scale}")
 
 
+FRONTIER_CANDIDATES = 256  # replay states ranked for each frontier goal
+
+
 def empty_stats() -> dict[str, list]:
-    return {"codes": [], "reached": [], "similarity": []}
+    return {"codes": [], "reached": [], "similarity": [], "frontier": []}
 
 
 def goal_metrics(stats: dict[str, list]) -> dict[str, float]:
@@ -64,6 +69,8 @@ def goal_metrics(stats: dict[str, list]) -> dict[str, float]:
     if stats["reached"]:
         metrics["goal/reached"] = sum(stats["reached"]) / len(stats["reached"])
         metrics["goal/similarity"] = sum(stats["similarity"]) / len(stats["similarity"])
+    if stats["frontier"]:
+        metrics["goal/frontier"] = sum(stats["frontier"]) / len(stats["frontier"])
     return metrics
 
 
@@ -151,6 +158,7 @@ class Hierarchy(Trainer):
             agent.novelty = self.goal_vae.recon_error
         self.interval = int(m.goal_interval)
         self._goal: torch.Tensor | None = None
+        self._frontier: torch.Tensor | None = None  # the running episode's frontier goal
         self._start_similarity: torch.Tensor | None = None  # of the running training interval
         self._hierarchy_updates = 0  # counts towards manager.update_every across resumes
         self._stats = empty_stats()  # of the running training episode
@@ -177,29 +185,56 @@ class Hierarchy(Trainer):
     def _choose_goal(self, obs: torch.Tensor, t: int, eval_mode: bool) -> None:
         """Random codes while seeding, then the Manager's: sampled in evaluation too, as
         Director's are (only the planner acts greedily there), so an episode's goals change
-        and its goal reach means something; `manager.deterministic` takes the mode."""
+        and its goal reach means something; `manager.deterministic` takes the mode.
+
+        With `manager.frontier`, that share of training episodes first heads for a goal at
+        the replay's frontier (`_frontier_goal`), held while each interval ends nearer it;
+        the first interval that does not (arrived, or stuck) hands over to the Manager.
+        """
         z = self._encode(obs)
         stats = self._eval_stats if eval_mode else self._stats
-        if t > 0:
-            self._close_interval(z, stats)
-        if not eval_mode and self.seeding:
-            code = self.goal_vae.sample_code((1,))
-        else:
-            code = self.manager.act(z, deterministic=bool(self.cfg.manager.deterministic))
+        closer = self._close_interval(z, stats) if t > 0 else True
+        training = not eval_mode and not self.seeding
+        if t == 0 or not training or not closer:
+            self._frontier = None
+        share = float(self.cfg.manager.frontier)
+        # The draw only happens with frontier goals on, so runs without them keep their RNG.
+        if t == 0 and training and share > 0 and torch.rand(()) < share:
+            self._frontier = self._frontier_goal()
         with torch.no_grad():
-            self._goal = self.goal_vae.decode(code)
+            if self._frontier is not None:
+                self._goal = self._frontier
+                code = self.goal_vae.encode(self._frontier, sample=False)
+            else:
+                if not eval_mode and self.seeding:
+                    code = self.goal_vae.sample_code((1,))
+                else:
+                    code = self.manager.act(z, deterministic=bool(self.cfg.manager.deterministic))
+                self._goal = self.goal_vae.decode(code)
         stats["codes"].append(code)
+        stats["frontier"].append(float(self._frontier is not None))
         self._start_similarity = cosine_max(z, self._goal)
 
-    def _close_interval(self, z: torch.Tensor, stats: dict) -> None:
+    @torch.no_grad()
+    def _frontier_goal(self) -> torch.Tensor:
+        """The rarest of FRONTIER_CANDIDATES replay latents, [1, latent]: the one the
+        Goal-VAE reconstructs worst, the Manager's own measure of novelty. A real state,
+        so the Worker can reach it, unlike a decoded code that names the replay's bulk."""
+        obs = self.buffer.sample(FRONTIER_CANDIDATES)["obs"][0]
+        z = self.agent.model.encode(obs)
+        return z[self.goal_vae.recon_error(z).argmax()].unsqueeze(0)
+
+    def _close_interval(self, z: torch.Tensor, stats: dict) -> bool:
         """Goal reach of the interval that ends at latent z: did it end nearer its goal
-        than it started, and how similar to the goal is its last latent?"""
+        than it started (returned too), and how similar to the goal is its last latent?"""
         if self._start_similarity is None:
-            return
+            return False
         similarity = cosine_max(z, self._goal)
-        stats["reached"].append(float(similarity > self._start_similarity))
+        closer = bool(similarity > self._start_similarity)
+        stats["reached"].append(float(closer))
         stats["similarity"].append(float(similarity))
         self._start_similarity = None
+        return closer
 
     def eval(self, episodes: int | None = None, video: bool = False) -> dict[str, float]:
         """Adds the goal reach of the evaluation's intervals (an episode's last, partial
@@ -293,6 +328,7 @@ class Hierarchy(Trainer):
             "goal_worker_optim": self.worker.optim_state_dict(),
             "director": {
                 "goal": self._goal,
+                "frontier": self._frontier,
                 "start_similarity": self._start_similarity,
                 "updates": self._hierarchy_updates,
                 "stats": {k: list(v) for k, v in self._stats.items()},
@@ -312,8 +348,9 @@ class Hierarchy(Trainer):
         super().load_state_dict(state)
         director = state["director"]
         self._goal, self._start_similarity = director["goal"], director["start_similarity"]
+        self._frontier = director.get("frontier")  # absent before manager.frontier
         self._hierarchy_updates = int(director["updates"])
-        self._stats = {k: list(v) for k, v in director["stats"].items()}
+        self._stats = {**empty_stats(), **{k: list(v) for k, v in director["stats"].items()}}
 
 
 class DirectorTrainer(Hierarchy, OnlineTrainer):

@@ -402,6 +402,72 @@ def test_maze_coverage_counts_visited_cells(tmp_path):
     assert lines[-1] == f"| {MAZE} | director | 1 | {' | '.join(cells)} |"
 
 
+# A hierarchy on the maze small enough to train in a minute: one seeding episode of 250
+# steps (action_repeat 4) and one acting episode, the replay buffer in its checkpoint.
+TINY_MAZE = ["model_size=1", "mlp_dim=32", "enc_dim=32", "latent_dim=16", "num_samples=32"]
+TINY_MAZE += ["num_elites=4", "num_pi_trajs=4", "iterations=1", "batch_size=16"]
+TINY_MAZE += ["goal_vae.hidden_dim=16", "manager.hidden_dim=16", "worker.hidden_dim=16"]
+TINY_MAZE += ["manager.batch_size=8", "worker.batch_size=16", "device=cpu", "threads=1"]
+TINY_MAZE += [f"task={MAZE}", "trainer=director", "action_repeat=4", "manager.frontier=0.5"]
+TINY_MAZE += ["steps=500", "seed_steps=250", "eval_freq=500", "eval_episodes=1"]
+TINY_MAZE += ["save_buffer=true", "progress_bar=false"]
+
+
+@pytest.fixture(scope="module")
+def maze_run(tmp_path_factory):
+    """A tiny hierarchical maze run trained once, in `<task folder>/director/seed1`."""
+    pytest.importorskip("ogbench")
+    run_dir = tmp_path_factory.mktemp("maze") / MAZE / "director" / "seed1"
+    command = [sys.executable, "tdmpc2/train.py", *TINY_MAZE, f"work_dir={run_dir}"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return run_dir
+
+
+def test_cell_rarity_ranks_cells_by_visits_and_spearman_handles_ties():
+    from bench.maze_goals import cell_rarity, spearman
+
+    cells = torch.tensor([[0, 0]] * 5 + [[0, 1]] * 3 + [[1, 1]] * 2)
+    rarity, rare = cell_rarity(cells)
+    assert rarity.tolist() == pytest.approx([0.0] * 5 + [0.5] * 3 + [0.8] * 2)
+    assert rare.tolist() == [False] * 8 + [True] * 2  # the quarter of 3 cells: one
+    x = torch.tensor([1.0, 2.0, 2.0, 3.0])
+    assert spearman(x, 2 * x) == pytest.approx(1.0)
+    assert spearman(x, -x) == pytest.approx(-1.0)
+    assert math.isnan(spearman(x, torch.ones(4)))
+
+
+def test_maze_goals_tabulates_goals_bonus_and_reach(maze_run, capsys):
+    """Three tables with a row for the run: rarities and shares in [0, 1], the 512
+    imagined intervals split into far and near goals, goal reach from train.csv."""
+    from bench import maze_goals
+
+    maze_goals.main([str(maze_run.parents[1])])
+    tables = []
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("| agent"):
+            tables.append([line])
+        elif line.startswith("|"):
+            tables[-1].append(line)
+    assert len(tables) == 3
+    rows = []
+    for table in tables:
+        header, _, *body = ([c.strip() for c in line.strip("|").split("|")] for line in table)
+        assert len(body) == 1 and len(body[0]) == len(header)
+        assert body[0][:2] == ["director", "1"]
+        rows.append(dict(zip(header, body[0], strict=True)))
+    where, pays, reach = rows
+    assert 1 <= int(where["visited cells"]) <= 26
+    for key in list(where)[3:]:  # rarities and shares of the rarest quarter
+        assert 0 <= float(where[key]) <= 1, key
+    assert int(pays["far goals"]) + int(pays["near goals"]) == maze_goals.STARTS
+    assert float(pays["bonus, far"]) >= 0 and float(pays["bonus, near"]) >= 0
+    assert float(pays["end from start (cells)"]) >= 0
+    assert reach["episodes"] == "1"  # the last 20% of two training episodes
+    for key in maze_goals.REACH:
+        assert 0 <= float(reach[key]) <= 1, key
+
+
 ABLATION = {  # the exact specs of the maze grid that runs these names
     "flat-nov": "trainer=director,worker.goal_coef=0,worker.novelty_coef=1,"
     "manager.return_floor=0.01,manager.entropy_target=0.5",

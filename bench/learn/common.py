@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from tdmpc2.common.curves import read_rows
@@ -137,3 +138,17 @@ def load_trained(run_dir: Path) -> tuple[Any, dict, DictConfig]:
         trainer.load_models(payload)
         trainer.logger.finish()
     return trainer, payload, cfg
+
+
+@torch.no_grad()
+def nearest_states(z: torch.Tensor, goals: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """Index [G] of the state latent in z [N, latent] most similar to each of `goals`
+    [G, latent] by the planner's goal similarity (`cosine_max`): a decoded goal is no
+    state, so its nearest replay state says where in the task it points. One matrix
+    product per `chunk` goals, not a pass over z per goal."""
+    norms = z.pow(2).sum(-1)
+    found = []
+    for part in goals.split(chunk):
+        larger = torch.maximum(norms, part.pow(2).sum(-1, keepdim=True))  # [chunk, N]
+        found.append((part @ z.T / larger.clamp_min(1e-8)).argmax(-1))
+    return torch.cat(found)

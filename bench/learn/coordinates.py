@@ -126,11 +126,15 @@ class Maze:
     start: tuple[float, float]
     goal: tuple[float, float]
 
-    def distances(self) -> torch.Tensor:
-        """Each cell's distance in cells to the goal's cell along the maze (nan: a wall
-        or out of reach), by breadth-first search."""
+    def distances(self, source: tuple[int, int] | None = None) -> torch.Tensor:
+        """Each cell's distance in cells to `source` (a cell (i, j); the goal's cell by
+        default) along the maze (nan: a wall or out of reach), by breadth-first search."""
         rows, cols = self.walls.shape
-        gj, gi = (int((g - o) // self.unit) for g, o in zip(self.goal, self.origin, strict=True))
+        if source is None:
+            goal = zip(self.goal, self.origin, strict=True)
+            gj, gi = (int((g - o) // self.unit) for g, o in goal)
+        else:
+            gi, gj = source
         dist = torch.full((rows, cols), float("nan"))
         dist[gi, gj], frontier = 0, [(gi, gj)]
         while frontier:
@@ -141,6 +145,18 @@ class Maze:
                     dist[a, b] = dist[i, j] + 1
                     frontier.append((a, b))
         return dist
+
+    def path_lengths(self, sources: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cells along the maze from each source cell (n, 2) (i, j) to its target cell
+        (n, 2) (nan: a wall or out of reach): how far apart two places are for an agent
+        that cannot cross walls, one search per distinct source."""
+        searched: dict[tuple[int, int], torch.Tensor] = {}
+        lengths = []
+        for (i, j), (a, b) in zip(sources.tolist(), targets.tolist(), strict=True):
+            if (i, j) not in searched:
+                searched[i, j] = self.distances((i, j))
+            lengths.append(searched[i, j][a, b])
+        return torch.stack(lengths) if lengths else torch.zeros(0)
 
 
 @functools.cache

@@ -18,6 +18,7 @@ from bench.learn.common import (
     finished,
     fmt,
     load_trained,
+    nearest_states,
     resumable,
     run_folders,
     spread,
@@ -55,8 +56,6 @@ def goal_targets(
     random codes and from the codes the Manager picks at random training states, with
     the models of the run's last checkpoint. Goals from the bulk of the replay pull the
     planner back into it, however the Manager picks."""
-    from tdmpc2.common.math import cosine_max
-
     trainer = load_trained(run_dir)[0]
     z = trainer.agent.model.encode(states.to(trainer.agent.device), None)
     generator = torch.Generator().manual_seed(0)
@@ -66,8 +65,7 @@ def goal_targets(
     places = coordinates(states)
     result = {}
     for name, code in codes.items():
-        nearest = [int(cosine_max(z, goal.expand_as(z)).argmax()) for goal in vae.decode(code)]
-        result[name] = places[nearest]
+        result[name] = places[nearest_states(z, vae.decode(code))]
     return result
 
 

@@ -1,0 +1,210 @@
+"""Do the Manager's goals lead past the replay's frontier, does its reward pay for that, and
+does the Worker get there? On a point maze.
+
+    python bench/maze_goals.py bench/results/maze-frontier/<task>   # its run folders
+
+For every hierarchical run under the folder (`<agent>/seed<N>/`, last checkpoint and its
+replay buffer), three Markdown tables with a row per run:
+
+1. Where goals point. A visited maze cell's rarity is the share of the replay's training
+   states in cells visited more often than it: 0 for the most visited cell, near 1 for
+   the rarest. Mean rarity of the replay's own states (the bulk, a baseline), of goals
+   decoded from the Manager's codes at 512 replay latents and of 64 goals the trainer's
+   `_frontier_goal` picks, each placed at its nearest replay state, and the share of
+   each in the rarest quarter of the visited cells.
+2. What the Manager's exploration reward pays: one imagined goal interval
+   (`_imagine_interval`) from each of the 512 latents with its code; the mean bonus for
+   goals 3 or more cells along the maze from the start's cell against nearer ones, its
+   Spearman correlation with that distance and with the rarity of the interval's end,
+   and how far the end lies from the start.
+3. Whether the Worker gets there: goal/reached, goal/similarity and goal/frontier of
+   train.csv over the last 20% of training episodes.
+
+Point mazes only: their observation is the x-y itself, so every replay state has a cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.learn.common import fmt, load_trained, nearest_states, run_folders  # noqa: E402
+from bench.learn.coordinates import maze, maze_plane  # noqa: E402
+from tdmpc2.common.buffer import Buffer  # noqa: E402
+from tdmpc2.common.curves import read_rows  # noqa: E402
+
+STARTS = 512  # replay latents the Manager picks codes at
+FRONTIERS = 64  # calls to the trainer's _frontier_goal
+FAR = 3  # cells along the maze from the start: a far goal
+LAST = 0.2  # share of the last training episodes goal reach is averaged over
+REACH = ("goal/reached", "goal/similarity", "goal/frontier")
+
+
+def cell_rarity(cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each state's cell (n, 2): the share of all states in cells visited more often
+    than it, and whether it is one of the rarest quarter of the visited cells by visits
+    (ties with the quarter's most visited cell included). Ranking cells by visits rather
+    than by raw counts makes runs of different lengths comparable."""
+    _, inverse, counts = torch.unique(cells, dim=0, return_inverse=True, return_counts=True)
+    more = counts.unsqueeze(0) > counts.unsqueeze(1)  # [cell, other]: other visited more
+    rarity = (more * counts).sum(1) / counts.sum()
+    cutoff = counts.sort().values[math.ceil(len(counts) / 4) - 1]
+    return rarity[inverse].float(), (counts <= cutoff)[inverse]
+
+
+def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Rank correlation of two series: the bonus need not grow linearly with distance or
+    rarity to pay for it. nan for fewer than 3 pairs or a constant series."""
+    if len(x) < 3:
+        return math.nan
+
+    def ranks(v: torch.Tensor) -> torch.Tensor:  # ties share their mean rank
+        _, inverse, counts = torch.unique(v, return_inverse=True, return_counts=True)
+        first = counts.cumsum(0) - counts
+        return (first + (counts - 1) / 2).double()[inverse]
+
+    rx, ry = ranks(x), ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    scale = rx.norm() * ry.norm()
+    return float((rx * ry).sum() / scale) if scale > 0 else math.nan
+
+
+@torch.no_grad()
+def goals_and_bonus(run_dir: Path) -> tuple[list[float], list[float]]:
+    """(where goals point: table 1's numbers, what the bonus pays: table 2's) of a run's
+    last checkpoint, its replay buffer loaded back so `_frontier_goal` can sample it."""
+    trainer, payload, cfg = load_trained(run_dir)
+    task = str(cfg.task)
+    if not task.startswith("ogbench-pointmaze"):
+        raise ValueError(f"{run_dir}: {task} is not a point maze")
+    state = payload["buffer"]
+    if state is None:
+        raise ValueError(f"{run_dir}: its checkpoint holds no replay buffer (save_buffer=true)")
+    torch.manual_seed(0)  # after building, which seeds with the run's own seed
+    device = trainer.agent.device
+    trainer.buffer = Buffer.from_state(state, device)
+    layout, where = maze(task), maze_plane(task)
+    states = state["obs"][state["has_step"]].float()
+    cells = where.cells(where.points(states)).flip(-1)  # (i, j): the layout's row, column
+    rarity, rare = cell_rarity(cells)
+    z = trainer.agent.model.encode(states.to(device), None)
+
+    starts = torch.randint(len(z), (STARTS,))
+    codes = trainer.manager.act(z[starts])
+    goals = nearest_states(z, trainer.goal_vae.decode(codes)).cpu()
+    picked = torch.cat([trainer._frontier_goal() for _ in range(FRONTIERS)])
+    frontier = nearest_states(z, picked).cpu()
+    where_goals = [len(torch.unique(cells, dim=0))]
+    for index in (slice(None), goals, frontier):
+        where_goals += [float(rarity[index].mean()), float(rare[index].float().mean())]
+
+    end_z, _, bonus, _ = trainer._imagine_interval(z[starts], codes)
+    ends, bonus = nearest_states(z, end_z).cpu(), bonus.cpu()
+    away = layout.path_lengths(cells[starts], cells[goals])
+    travelled = layout.path_lengths(cells[starts], cells[ends])
+    known = ~away.isnan()
+    far, near = known & (away >= FAR), known & (away < FAR)
+
+    def mean(values: torch.Tensor) -> float:
+        return float(values.mean()) if len(values) else math.nan
+
+    pays = [
+        int(far.sum()),
+        mean(bonus[far]),
+        int(near.sum()),
+        mean(bonus[near]),
+        spearman(away[known], bonus[known]),
+        spearman(rarity[ends], bonus),
+        mean(away[known]),
+        mean(travelled[~travelled.isnan()]),
+    ]
+    return where_goals, pays
+
+
+def goal_reach(run_dir: Path) -> tuple[int, list[float]]:
+    """(training episodes counted, mean of each REACH column over the last LAST of the
+    run's training episodes; nan for a column it does not log): the Worker's reach of
+    the goals it was handed late in training, not while seeding."""
+    path = run_dir / "train.csv"
+    rows = read_rows(path) if path.is_file() else []
+    last = rows[len(rows) - math.ceil(LAST * len(rows)) :]
+    means = []
+    for key in REACH:
+        values = [float(row[key]) for row in last if row.get(key)]
+        means.append(statistics.fmean(values) if values else math.nan)
+    return len(last), means
+
+
+def tables(runs: Sequence[tuple[str, str, list[float], list[float], int, list[float]]]) -> str:
+    """The three Markdown tables, a row per (agent, seed, goals, bonus, episodes, reach)."""
+    lines = [
+        "Where goals point. Rarity of a visited cell: the share of replay states in cells "
+        "visited more often (0: the most visited cell). Goals placed at their nearest "
+        f"replay state; {STARTS} Manager goals, {FRONTIERS} frontier goals.",
+        "",
+        "| agent | seed | visited cells | replay: rarity | replay: rarest quarter "
+        "| Manager goals: rarity | Manager goals: rarest quarter "
+        "| frontier goals: rarity | frontier goals: rarest quarter |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for agent, seed, where_goals, *_ in runs:
+        cells, *shares = where_goals
+        lines.append(f"| {agent} | {seed} | {cells} | " + " | ".join(map(fmt, shares)) + " |")
+    lines += [
+        "",
+        f"What the exploration bonus pays: one imagined goal interval from each of the "
+        f"{STARTS} starts; far goals lie {FAR} or more cells along the maze from the start's "
+        "cell; rho is Spearman's.",
+        "",
+        "| agent | seed | far goals | bonus, far | near goals | bonus, near "
+        "| rho(goal distance, bonus) | rho(end rarity, bonus) | goal from start (cells) "
+        "| end from start (cells) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for agent, seed, _, pays, *_ in runs:
+        far, far_bonus, near, near_bonus, *rest = pays
+        lines.append(
+            f"| {agent} | {seed} | {far} | {fmt(far_bonus, 3)} | {near} | {fmt(near_bonus, 3)} | "
+            + " | ".join(fmt(v) for v in rest)
+            + " |"
+        )
+    lines += [
+        "",
+        f"Whether the Worker gets there: the last {100 * LAST:.0f}% of training episodes.",
+        "",
+        "| agent | seed | episodes | " + " | ".join(REACH) + " |",
+        "|---|---|---|---|---|---|",
+    ]
+    for agent, seed, _, _, episodes, reach in runs:
+        lines.append(f"| {agent} | {seed} | {episodes} | " + " | ".join(map(fmt, reach)) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="a point maze's folder of <agent>/seed<N> runs")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    runs = []
+    for run_dir, cfg in run_folders([args.out.parent], [args.out.name]):
+        if cfg.get("trainer") != "director" or not (run_dir / "checkpoint.pt").is_file():
+            continue
+        where_goals, pays = goals_and_bonus(run_dir)
+        episodes, reach = goal_reach(run_dir)
+        runs.append((run_dir.parent.name, run_dir.name[4:], where_goals, pays, episodes, reach))
+    if not runs:
+        parser.error(f"no hierarchical run with a checkpoint under {args.out}")
+    print(tables(runs))
+
+
+if __name__ == "__main__":
+    main()

@@ -550,37 +550,35 @@ def test_eval_goals_decides_whether_evaluation_plans_towards_the_goal(tmp_path, 
     assert len(trainer._eval_stats["codes"]) == 1
 
 
-def test_frontier_goal_is_the_rarest_replay_state_held_while_it_gets_nearer(tmp_path):
+def test_frontier_goal_is_the_rarest_replay_state_held_until_it_stops_getting_nearer(tmp_path):
     """With manager.frontier=1 a training episode's first goal is the replay latent the
-    Goal-VAE reconstructs worst among those drawn; it is held while each interval ends
-    nearer it, handed to the Manager after one that does not, and never used in
-    evaluation. It survives a checkpoint."""
-    trainer = filled_director(tmp_path, ["manager.frontier=1"])
+    Goal-VAE reconstructs worst among those drawn; it is held until frontier_patience
+    intervals in a row end no nearer it than the best so far, then the Manager picks;
+    evaluation never uses it. It survives a checkpoint."""
+    trainer = filled_director(tmp_path, ["manager.frontier=1", "manager.frontier_patience=2"])
     trainer._step = int(trainer.cfg.seed_steps)  # past seeding
-    obs_dim = trainer.cfg.obs_shape["state"][0]
     torch.manual_seed(0)
     frontier = trainer._frontier_goal()
     torch.manual_seed(0)
-    obs = trainer.buffer.sample(256)["obs"][0]
-    z = trainer.agent.model.encode(obs)
+    z = trainer.agent.model.encode(trainer.buffer.sample(256)["obs"][0])
     errors = trainer.goal_vae.recon_error(z)
     assert torch.equal(frontier, z[errors.argmax()].unsqueeze(0))
     assert errors.max() > errors.median()
 
-    start = torch.zeros(obs_dim)
+    start = torch.zeros(trainer.cfg.obs_shape["state"][0])
     trainer._choose_goal(start, 0, eval_mode=False)
-    held = trainer._goal
+    held, k = trainer._goal, trainer.interval
     assert trainer._frontier is not None and torch.equal(held, trainer._frontier)
-    assert trainer._stats["frontier"] == [1.0]
-    similarity = trainer._start_similarity
-    trainer._start_similarity = similarity - 0.5  # the interval ended nearer its goal
-    trainer._choose_goal(start, trainer.interval, eval_mode=False)
-    assert torch.equal(trainer._goal, held) and trainer._stats["frontier"] == [1.0, 1.0]
-    saved = trainer.state_dict()["director"]
-    assert torch.equal(saved["frontier"], held)
-    trainer._start_similarity = similarity + 0.5  # no nearer: the Manager takes over
-    trainer._choose_goal(start, 2 * trainer.interval, eval_mode=False)
-    assert trainer._frontier is None and trainer._stats["frontier"][-1] == 0.0
+    trainer._frontier_best = -1.0  # the next interval ends nearer than ever: a new best
+    trainer._choose_goal(start, k, eval_mode=False)
+    assert trainer._frontier_stalls == 0 and torch.equal(trainer._goal, held)
+    saved = trainer.state_dict()["director"]["frontier"]
+    assert torch.equal(saved[0], held) and saved[2] == 0
+    trainer._choose_goal(start, 2 * k, eval_mode=False)  # the same place: one stall
+    assert trainer._frontier_stalls == 1 and torch.equal(trainer._goal, held)
+    trainer._choose_goal(start, 3 * k, eval_mode=False)  # two: the Manager takes over
+    assert trainer._frontier is None
+    assert trainer._stats["frontier"] == [1.0, 1.0, 1.0, 0.0]
     trainer._choose_goal(start, 0, eval_mode=True)
     assert trainer._frontier is None and trainer._eval_stats["frontier"] == [0.0]
 
@@ -598,6 +596,7 @@ def test_frontier_goal_is_the_rarest_replay_state_held_while_it_gets_nearer(tmp_
         ("worker.novelty_coef=-1", "worker.novelty_coef must be >= 0, got -1"),
         ("worker.task_coef=-1", "worker.task_coef must be >= 0, got -1"),
         ("manager.frontier=1.5", "manager.frontier must be in [0, 1], got 1.5"),
+        ("manager.frontier_patience=0", "manager.frontier_patience must be >= 1, got 0"),
     ],
 )
 def test_check_director_cfg_rejects_with_one_line(override, message):

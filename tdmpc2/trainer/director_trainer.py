@@ -49,6 +49,8 @@ def check_director_cfg(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be >= 0, got {value}")
     if not 0 <= float(m.frontier) <= 1:
         raise ConfigError(f"manager.frontier must be in [0, 1], got {m.frontier}")
+    if int(m.frontier_patience) < 1:
+        raise ConfigError(f"manager.frontier_patience must be >= 1, got {m.frontier_patience}")
     if w.goal_scale not in ("spread", "range"):
         raise ConfigError(f"worker.goal_scale must be spread or range, got {w.goal_scale}")
 
@@ -159,6 +161,7 @@ class Hierarchy(Trainer):
         self.interval = int(m.goal_interval)
         self._goal: torch.Tensor | None = None
         self._frontier: torch.Tensor | None = None  # the running episode's frontier goal
+        self._frontier_best, self._frontier_stalls = 0.0, 0  # its nearest point, stalls since
         self._start_similarity: torch.Tensor | None = None  # of the running training interval
         self._hierarchy_updates = 0  # counts towards manager.update_every across resumes
         self._stats = empty_stats()  # of the running training episode
@@ -188,19 +191,24 @@ class Hierarchy(Trainer):
         and its goal reach means something; `manager.deterministic` takes the mode.
 
         With `manager.frontier`, that share of training episodes first heads for a goal at
-        the replay's frontier (`_frontier_goal`), held while each interval ends nearer it;
-        the first interval that does not (arrived, or stuck) hands over to the Manager.
+        the replay's frontier (`_frontier_goal`), held until `manager.frontier_patience`
+        intervals in a row end no nearer it than the nearest point so far (arrived, or
+        stuck); then the Manager's goals take over.
         """
         z = self._encode(obs)
         stats = self._eval_stats if eval_mode else self._stats
-        closer = self._close_interval(z, stats) if t > 0 else True
+        if t > 0:
+            self._close_interval(z, stats)
         training = not eval_mode and not self.seeding
-        if t == 0 or not training or not closer:
+        if t == 0 or not training:
             self._frontier = None
+        elif self._frontier is not None:
+            self._track_frontier(z)
         share = float(self.cfg.manager.frontier)
         # The draw only happens with frontier goals on, so runs without them keep their RNG.
         if t == 0 and training and share > 0 and torch.rand(()) < share:
             self._frontier = self._frontier_goal()
+            self._frontier_best, self._frontier_stalls = float(cosine_max(z, self._frontier)), 0
         with torch.no_grad():
             if self._frontier is not None:
                 self._goal = self._frontier
@@ -215,6 +223,17 @@ class Hierarchy(Trainer):
         stats["frontier"].append(float(self._frontier is not None))
         self._start_similarity = cosine_max(z, self._goal)
 
+    def _track_frontier(self, z: torch.Tensor) -> None:
+        """Counts the intervals in a row that ended no nearer the frontier goal than the
+        nearest point so far, and lets the goal go after `manager.frontier_patience`."""
+        similarity = float(cosine_max(z, self._frontier))
+        if similarity > self._frontier_best:
+            self._frontier_best, self._frontier_stalls = similarity, 0
+        else:
+            self._frontier_stalls += 1
+        if self._frontier_stalls >= int(self.cfg.manager.frontier_patience):
+            self._frontier = None
+
     @torch.no_grad()
     def _frontier_goal(self) -> torch.Tensor:
         """The rarest of FRONTIER_CANDIDATES replay latents, [1, latent]: the one the
@@ -224,17 +243,15 @@ class Hierarchy(Trainer):
         z = self.agent.model.encode(obs)
         return z[self.goal_vae.recon_error(z).argmax()].unsqueeze(0)
 
-    def _close_interval(self, z: torch.Tensor, stats: dict) -> bool:
+    def _close_interval(self, z: torch.Tensor, stats: dict) -> None:
         """Goal reach of the interval that ends at latent z: did it end nearer its goal
-        than it started (returned too), and how similar to the goal is its last latent?"""
+        than it started, and how similar to the goal is its last latent?"""
         if self._start_similarity is None:
-            return False
+            return
         similarity = cosine_max(z, self._goal)
-        closer = bool(similarity > self._start_similarity)
-        stats["reached"].append(float(closer))
+        stats["reached"].append(float(similarity > self._start_similarity))
         stats["similarity"].append(float(similarity))
         self._start_similarity = None
-        return closer
 
     def eval(self, episodes: int | None = None, video: bool = False) -> dict[str, float]:
         """Adds the goal reach of the evaluation's intervals (an episode's last, partial
@@ -328,7 +345,7 @@ class Hierarchy(Trainer):
             "goal_worker_optim": self.worker.optim_state_dict(),
             "director": {
                 "goal": self._goal,
-                "frontier": self._frontier,
+                "frontier": (self._frontier, self._frontier_best, self._frontier_stalls),
                 "start_similarity": self._start_similarity,
                 "updates": self._hierarchy_updates,
                 "stats": {k: list(v) for k, v in self._stats.items()},
@@ -348,7 +365,10 @@ class Hierarchy(Trainer):
         super().load_state_dict(state)
         director = state["director"]
         self._goal, self._start_similarity = director["goal"], director["start_similarity"]
-        self._frontier = director.get("frontier")  # absent before manager.frontier
+        # Absent before manager.frontier.
+        self._frontier, self._frontier_best, self._frontier_stalls = director.get(
+            "frontier", (None, 0.0, 0)
+        )
         self._hierarchy_updates = int(director["updates"])
         self._stats = {**empty_stats(), **{k: list(v) for k, v in director["stats"].items()}}
 

@@ -4,6 +4,7 @@ Nothing trains here."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import pytest
@@ -72,6 +73,7 @@ def test_the_cpu_setting_is_what_its_study_measured():
         assert study["seed_steps"] == 2500 and study["device"] == "cpu"
 
 
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_train_runs_the_chooser_and_passes_task_and_args():
     def dry(*extra: str) -> str:
         out = subprocess.run(

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from tdmpc2 import first_run
 from tdmpc2.common.parser import parse_cfg
 from tests.conftest import ROOT, compose_cfg
+from tests.test_presets import differences, flat
 
 
 def composed(args: list[str]):
@@ -57,20 +58,16 @@ def test_after_a_rollback_the_first_run_is_flat(monkeypatch, tmp_path):
 
 
 def test_the_cpu_setting_is_what_its_study_measured():
-    """Composed, the first run's config equals the study's saved config.yaml on every key
-    that sets the run (paths, the device and the checkpoints kept aside)."""
+    """Composed, the first run's config equals each of the study's saved config.yaml files
+    key for key (bookkeeping aside, as for the presets: tests/test_presets.py)."""
     args, _ = first_run.choose([], gpu=False)
-    ours = OmegaConf.to_container(composed(args), resolve=False)
-    for saved in sorted((ROOT / first_run.CPU_STUDY).glob("*/director/seed*/config.yaml")):
+    ours = flat(OmegaConf.to_container(composed(args), resolve=False))
+    runs = sorted((ROOT / first_run.CPU_STUDY).glob("*/director/seed*/config.yaml"))
+    assert len(runs) == 3
+    for saved in runs:
         study = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
-        aside = {"work_dir", "run_dir", "device", "keep_checkpoints", "seed"}
-        # filled in from the environment when the run starts
-        aside |= {"obs_shape", "action_dim", "episode_length", "seed_steps", "discount", "episodic"}
-        differ = {
-            k: (ours.get(k), v) for k, v in study.items() if k not in aside and ours.get(k) != v
-        }
-        assert not differ, f"{saved.relative_to(ROOT)}: {differ}"
-        assert study["seed_steps"] == 2500 and study["device"] == "cpu"
+        assert not differences(ours, flat(study)), saved.relative_to(ROOT)
+        assert study["device"] == "cpu" and study["threads"] == ours["threads"] == 1
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")

@@ -35,6 +35,7 @@ ADDED_SINCE = {
     "worker.value_spread_floor": 0.0,
     "worker.task_coef": 1.0,
     "worker.eval_goals": True,
+    "manager.frontier": 0.0,
 }
 
 

@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The hierarchy's preset while the Director extension is in place, flat walker-walk after a rollback.
-TASK ?= $(if $(wildcard tdmpc2/configs/task/director_walker_walk.yaml),director_walker_walk,walker-walk)
+# No TASK: tdmpc2/first_run.py picks the first run by the device (director_walker_walk, or flat
+# walker-walk after a rollback; without a GPU at a one-hour CPU setting). ARGS win over its choice.
+TASK ?=
 ARGS ?=
 PYTEST_ARGS ?=
 # Test files run on two worker processes (one per core here), each with its share of threads.
@@ -26,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 train: install
-	$(PY) tdmpc2/train.py task=$(TASK) $(ARGS)
+	$(PY) tdmpc2/first_run.py $(if $(TASK),task=$(TASK)) $(ARGS)
 
 test: install lint
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)

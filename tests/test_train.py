@@ -41,6 +41,7 @@ def test_walker_run_writes_logs_and_checkpoint_that_evaluate_loads(tmp_path):
     proc = run(["tdmpc2/train.py", *args])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert str(run_dir) in proc.stdout
+    assert "evaluation return by step: 0: " in proc.stdout.splitlines()[-1]  # the curve, last
     train_rows = read_csv(run_dir / "train.csv")
     eval_rows = read_csv(run_dir / "eval.csv")
     assert [int(r["step"]) for r in train_rows] == [500, 1000]

@@ -55,7 +55,7 @@ def goal_targets(
     random codes and from the codes the Manager picks at random training states, with
     the models of the run's last checkpoint. Goals from the bulk of the replay pull the
     planner back into it, however the Manager picks."""
-    from tdmpc2.common.math import cosine_max
+    from tdmpc2.common.planning_terms import cosine_max
 
     trainer = load_trained(run_dir)[0]
     z = trainer.agent.model.encode(states.to(trainer.agent.device), None)

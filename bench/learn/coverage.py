@@ -22,11 +22,16 @@ from bench.learn.common import (
     run_folders,
     spread,
 )
-from bench.learn.coordinates import Plane, Points, declared, known, plane
+from bench.learn.coordinates import (
+    Covered,
+    Goals,
+    Points,
+    declared,
+    known,
+    plane,
+    window_coverage,
+)
 from tdmpc2.common import checkpoint
-
-Covered = tuple[str, str, str, int, torch.Tensor]  # task, agent, seed folder, window, places
-Goals = tuple[str, str, str, torch.Tensor, dict[str, torch.Tensor]]  # ..., all places, targets
 
 
 def training_steps(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -69,12 +74,6 @@ def goal_targets(
         nearest = [int(cosine_max(z, goal.expand_as(z)).argmax()) for goal in vae.decode(code)]
         result[name] = places[nearest]
     return result
-
-
-def window_coverage(places: torch.Tensor, window: int, where: Plane) -> list[tuple[int, str]]:
-    """Per `window` steps: distinct cells visited, and the plane's own window summary."""
-    parts = [places[s : s + window] for s in range(0, len(places) - window + 1, window)]
-    return [(where.count(part), where.window(part)) for part in parts]
 
 
 def coverage(

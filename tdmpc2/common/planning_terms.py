@@ -25,6 +25,7 @@ from tdmpc2.common.scale import RunningScale
 GoalValue = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 # latents [N, latent] -> [N]: how unlike the replay they are.
 Novelty = Callable[[torch.Tensor], torch.Tensor]
+Scalar = float | torch.Tensor  # a discount or alive mask: a number, or one per rollout [N, 1]
 # A term whose spread over the candidates is below this counts as this spread.
 TERM_SPREAD_FLOOR = 0.01
 
@@ -39,9 +40,7 @@ class PlanningTerm(Protocol):
     name: str
     task_weight: float
 
-    def step(
-        self, t: int, z: torch.Tensor, discount: float | torch.Tensor, alive: float | torch.Tensor
-    ) -> torch.Tensor:
+    def step(self, t: int, z: torch.Tensor, discount: Scalar, alive: Scalar) -> torch.Tensor:
         """The part [N, 1] at the t-th imagined latents z; `discount` and `alive` are the
         task reward's at that step (alive: 0 after a predicted termination)."""
         ...
@@ -50,7 +49,7 @@ class PlanningTerm(Protocol):
         self,
         inside: torch.Tensor,
         z: torch.Tensor,
-        alive: float | torch.Tensor,
+        alive: Scalar,
         task_value: torch.Tensor,
         task: torch.Tensor | None,
     ) -> torch.Tensor:
@@ -141,7 +140,7 @@ class GoalTerm(ScaledTerm):
         self.goal_value, self.action_masks = goal_value, action_masks
         self.task_weight = float(task_weight)
 
-    def step(self, t, z, discount, alive):
+    def step(self, t: int, z: torch.Tensor, discount: Scalar, alive: Scalar) -> torch.Tensor:
         gd = self.goal_discount
         return (1 - gd) * gd**t * cosine_max(z, self.goal) * alive
 
@@ -154,7 +153,14 @@ class GoalTerm(ScaledTerm):
             tail = self.goal_value(z, self.goal, mask)
         return self.goal_discount**self.horizon * tail
 
-    def value(self, inside, z, alive, task_value, task):
+    def value(
+        self,
+        inside: torch.Tensor,
+        z: torch.Tensor,
+        alive: Scalar,
+        task_value: torch.Tensor,
+        task: torch.Tensor | None,
+    ) -> torch.Tensor:
         V = inside + alive * self.tail(z, task)
         return self.weight(task_value, V) * V
 
@@ -176,8 +182,15 @@ class NoveltyTerm(ScaledTerm):
         super().__init__(coef, scale, mode, value_spread_floor)
         self.novelty = novelty
 
-    def step(self, t, z, discount, alive):
+    def step(self, t: int, z: torch.Tensor, discount: Scalar, alive: Scalar) -> torch.Tensor:
         return discount * alive * self.novelty(z).unsqueeze(-1)
 
-    def value(self, inside, z, alive, task_value, task):
+    def value(
+        self,
+        inside: torch.Tensor,
+        z: torch.Tensor,
+        alive: Scalar,
+        task_value: torch.Tensor,
+        task: torch.Tensor | None,
+    ) -> torch.Tensor:
         return self.weight(task_value, inside) * inside

@@ -8,11 +8,12 @@ cd "$ROOT"
 
 PATCH=patches/director.patch   # flat -> Director edits of the two modified files
 RESTORE=.director_restore      # where rollback keeps the Director files
-MODIFIED=(tdmpc2/agent.py tdmpc2/train.py)
+MODIFIED=(tdmpc2/agent.py tdmpc2/train.py tdmpc2/config.yaml)
 ADDED=(
   tdmpc2/common/goal_vae.py
   tdmpc2/common/manager.py
   tdmpc2/common/goal_worker.py
+  tdmpc2/common/planning_terms.py
   tdmpc2/trainer/director_trainer.py
   tdmpc2/configs/director.yaml
   tdmpc2/configs/task/director_walker_walk.yaml
@@ -24,6 +25,7 @@ ADDED=(
   tests/test_goal_vae.py
   tests/test_goal_worker.py
   tests/test_manager.py
+  tests/test_planning_terms.py
   test_director_integration.py
 )
 if [[ -n "${PYTHON:-}" ]]; then PY=$PYTHON
@@ -38,8 +40,8 @@ usage() {
   cat <<'TXT'
 usage: apply_director_patches.sh [verify|backup|rollback|apply] [--force] [--dry-run]
 
-  verify     (default) check the extension is complete and works: files, the two edits
-             (trainer selection, goal-conditioned planning), Hydra configs, imports, and a
+  verify     (default) check the extension is complete and works: files, the edits
+             (trainer selection, planning terms), Hydra configs, imports, and a
              CPU smoke run of task=director_walker_walk. Exits non-zero if any check fails.
   backup     copy tdmpc2/train.py and tdmpc2/agent.py to .backup files
              (an existing, different backup is kept unless --force).
@@ -106,11 +108,11 @@ def trainer_selection():
         got = trainer_class(cfg).__name__
         assert got == expected, f"{overrides}: {got}, expected {expected}"
 
-def goal_planning():
+def term_planning():
     from tdmpc2.agent import TDMPC2
     for name in ("act", "_plan", "_estimate_value"):
         params = inspect.signature(getattr(TDMPC2, name)).parameters
-        assert "goal" in params and params["goal"].default is None, f"TDMPC2.{name} takes no goal"
+        assert "terms" in params and params["terms"].default == (), f"TDMPC2.{name} takes no terms"
 
 def configs():
     from hydra import compose, initialize
@@ -128,7 +130,7 @@ failed = 0
 for label, check in [
     ("Director modules import", modules_import),
     ("train.py selects DirectorTrainer / OnlineTrainer / OfflineTrainer", trainer_selection),
-    ("agent.py plans with an optional goal (act, _plan, _estimate_value)", goal_planning),
+    ("agent.py plans with planning terms (act, _plan, _estimate_value)", term_planning),
     ("Director configs compose under Hydra, overrides reach them", configs),
 ]:
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -103,6 +104,20 @@ def test_verify_rollback_apply_cycle(repo: Path):
         assert (repo / ".director_restore" / rel).is_file()  # moved aside, not deleted
     agent_src = (repo / "tdmpc2/agent.py").read_text()
     assert "goal" not in agent_src and "Director" not in (repo / "tdmpc2/train.py").read_text()
+    # No trace of the hierarchy is left in the flat package (maze and Meta-World goals are
+    # the environments' own).
+    trace = re.compile(
+        r"\bdirector\b|director_|(?<!context)manager|(?-i:goal_)|worker\.|hierarch|cosine_max|relabel",
+        re.IGNORECASE,
+    )
+    traces = [
+        f"{path.relative_to(repo)}:{n}: {line.strip()}"
+        for path in sorted((repo / "tdmpc2").rglob("*"))
+        if path.suffix in (".py", ".yaml") and "__pycache__" not in path.parts
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if trace.search(line)
+    ]
+    assert not traces, "\n".join(traces)
     # Flat TD-MPC2's own tests pass in the rolled-back tree, against its own modules.
     flat = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_core.py"],
@@ -183,7 +198,9 @@ def test_hydra_overrides_reach_goal_vae_and_manager(tmp_path: Path):
     assert trainer.agent.cfg.worker.goal_coef == 0.3
     assert (trainer.worker.goal_discount, trainer.worker.goal_coef) == (0.7, 0.3)
     assert trainer.worker._pi[0].out_features == 24
-    assert trainer.agent.goal_value == trainer.worker.value  # the planner values goals with it
+    goal_term = trainer.planning_terms(eval_mode=False)[0]
+    assert goal_term.goal_value == trainer.worker.value  # the planner values goals with it
+    assert goal_term.coef == 0.3
     assert trainer.cfg.task == "walker-walk"
 
 

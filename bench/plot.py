@@ -15,7 +15,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tdmpc2.common.curves import plot_runs  # noqa: E402
+from tdmpc2.common.curves import Panel, plot_runs  # noqa: E402
+
+
+def goal_panel() -> Panel | None:
+    """The hierarchy's goal metrics panel; None once the Director extension is rolled back."""
+    try:
+        from tdmpc2.trainer.director_trainer import GOAL_PANEL
+    except ImportError:
+        return None
+    return GOAL_PANEL
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,7 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="PNG path (default: RUN_DIR0/curve.png)")
     args = parser.parse_args(argv)
     try:
-        out = plot_runs(args.run_dirs, args.reference, args.task, args.out, args.methods.split(","))
+        methods = args.methods.split(",")
+        out = plot_runs(args.run_dirs, args.reference, args.task, args.out, methods, goal_panel())
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
     print(out)

@@ -189,7 +189,6 @@ def train_window(trainer: Trainer, steps: int) -> dict[str, list[float] | float]
     for _ in range(steps):
         if obs is None:
             obs, t = env.reset(), 0
-            trainer.on_episode_start()
         t0 = time.perf_counter()
         action = trainer.act(obs, t, eval_mode=False)
         t1 = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import math
 import sys
 import warnings
 from collections.abc import Callable
@@ -13,14 +14,10 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from tdmpc2.common.math import cosine_max, discount_for, gumbel_sample
+from tdmpc2.common.math import discount_for, gumbel_sample
+from tdmpc2.common.planning_terms import Terms
 from tdmpc2.common.scale import RunningScale
 from tdmpc2.common.world_model import WorldModel
-
-GoalValue = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
-Novelty = Callable[[torch.Tensor], torch.Tensor]
-# Goal values in [0, 1] whose spread over the candidates is below this count as this spread.
-GOAL_SPREAD_FLOOR = 0.01
 
 
 def keep_freed_memory() -> None:
@@ -113,15 +110,6 @@ class TDMPC2:
             self._action_dims = torch.tensor(cfg.action_dims, device=self.device).float()
         self._prev_mean = torch.zeros(cfg.horizon, cfg.action_dim, device=self.device)
         self._rho = cfg.rho ** torch.arange(cfg.horizon + 1, device=self.device, dtype=torch.float)
-        # Set by a hierarchy: (z, goal, action mask) -> [N, 1] in [0, 1], the discounted goal
-        # similarity still to come beyond the planning horizon; the mask (None in a
-        # single-task run) marks the planned task's own action dimensions. None: the last
-        # latent's similarity.
-        self.goal_value: GoalValue | None = None
-        # Set by a hierarchy: latents [N, latent] -> [N], how unlike the replay they are. While
-        # training, the planner adds their discounted sum over the horizon, weighted by
-        # `worker.novelty_coef` (see `_term_weight`). None: no exploration bonus (flat).
-        self.novelty: Novelty | None = None
         self.model.eval()
         if cfg.get("compile", False):
             # The planner's rollouts (on the CPU the native LayerNorm kernel stays an opaque
@@ -137,18 +125,14 @@ class TDMPC2:
         t0: bool = False,
         eval_mode: bool = False,
         task: int | None = None,
-        goal: torch.Tensor | None = None,
+        terms: Terms = (),
     ) -> torch.Tensor:
-        """Action in [-1, 1] for one observation; `t0` marks the first step of an episode.
-
-        With a `goal` latent the planner also values approaching it (Director's worker):
-        see `_estimate_value`.
-        """
+        """Action in [-1, 1] for one observation; `t0` marks the first step of an episode."""
         obs = obs.to(self.device, non_blocking=True).unsqueeze(0)
         if task is not None:
             task = torch.tensor(task, device=self.device)
         if self.cfg.mpc:
-            return self._plan(obs, t0=t0, eval_mode=eval_mode, task=task, goal=goal).cpu()
+            return self._plan(obs, t0=t0, eval_mode=eval_mode, task=task, terms=terms).cpu()
         mu, pi, _, _ = self.model.pi(self.model.encode(obs, task), task)
         return (mu if eval_mode else pi)[0].cpu()
 
@@ -161,66 +145,28 @@ class TDMPC2:
         self,
         z: torch.Tensor,
         actions: torch.Tensor,
-        goal: torch.Tensor | None = None,
         task: torch.Tensor | None = None,
-        explore: bool = False,
+        terms: Terms = (),
     ) -> tuple:
         """Discounted reward sum [N, 1] of latent rollouts, their last latents, the
-        discount after the horizon, which rollouts are still alive (on episodic tasks
-        [N, 1], 0 after a predicted termination: no reward or value after it, else 1),
-        with a `goal` the goal value's part inside the horizon [N, 1] (else 0), and with
-        `explore` the discounted novelty sum [N, 1] (else 0).
+        discount after the horizon, and which rollouts are still alive: on episodic tasks
+        [N, 1], 0 after a predicted termination (no reward or value after it), else 1;
+        then each term's sum of `step` parts.
 
         z is [N, latent], or [1, latent] when all N rollouts start from the same latent.
         """
-        G, V, E, discount, alive, gamma = 0, 0, 0, 1.0, 1.0, self._gamma(task)
-        goal_discount = float(self.cfg.worker.goal_discount) if goal is not None else 0.0
+        G, discount, alive, gamma = 0, 1.0, 1.0, self._gamma(task)
+        parts = [0] * len(terms)
         for t in range(self.cfg.horizon):
             z, reward = self.model.step(z, actions[t], task)
             reward = self.model.two_hot.decode(reward)
             G = G + discount * alive * reward
-            if goal is not None:
-                similarity = cosine_max(z, goal)
-                V = V + (1 - goal_discount) * goal_discount**t * similarity * alive
-            if explore:
-                E = E + discount * alive * self.novelty(z).unsqueeze(-1)
+            for i, term in enumerate(terms):
+                parts[i] = parts[i] + term.step(t, z, discount, alive)
             if self.model.episodic:
                 alive = alive * (self.model.termination(z, task) <= 0)
             discount *= gamma
-        return G, z, discount, alive, V, E
-
-    def _goal_value(
-        self, z: torch.Tensor, goal: torch.Tensor, task: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """The goal value's part after the horizon, from the last latents z: [N, 1].
-
-        The goal value V in [0, 1] is the goal similarity of the next latents discounted
-        by `worker.goal_discount` and weighted by (1 - goal_discount): inside the horizon
-        from the rollout, after it from `goal_value` (or, without one, as if the last
-        latent stayed put).
-        """
-        mask = None if task is None else self.model.action_masks[task]
-        tail = cosine_max(z, goal) if self.goal_value is None else self.goal_value(z, goal, mask)
-        return float(self.cfg.worker.goal_discount) ** self.cfg.horizon * tail
-
-    def _term_weight(self, coef: float, value: torch.Tensor, term: torch.Tensor) -> torch.Tensor:
-        """What one unit of a planning term (goal value, novelty) is worth against the
-        task's value.
-
-        `worker.goal_scale: spread` (the default) makes the term's spread over the
-        candidates `coef` times the task value's: the spread, not the range, decides
-        which candidates are elites, so the term moves them by the same share whatever
-        the sizes of Q and of the term. A term that hardly varies (sd below
-        GOAL_SPREAD_FLOOR) counts for less. A task value that hardly varies (zero-initialised
-        Q heads, a sparse task before its first reward, a task that pays -1 every step)
-        counts as `worker.value_spread_floor` times the running Q range, so the term then
-        decides the elites rather than weighing nothing. `range`: `coef` times the running
-        Q range the policy loss uses.
-        """
-        if self.cfg.worker.goal_scale == "range":
-            return coef * self.scale.value
-        floor = float(self.cfg.worker.value_spread_floor) * self.scale.value
-        return coef * value.std().clamp_min(floor) / term.std().clamp_min(GOAL_SPREAD_FLOOR)
+        return G, z, discount, alive, *parts
 
     @torch.no_grad()
     def _estimate_value(
@@ -228,40 +174,28 @@ class TDMPC2:
         z: torch.Tensor,
         actions: torch.Tensor,
         task: int | None = None,
-        goal: torch.Tensor | None = None,
         prefix: tuple | None = None,
-        explore: bool = False,
-        task_weight: float = 1.0,
+        terms: Terms = (),
     ) -> torch.Tensor:
-        """Discounted return of latent rollouts plus the policy's Q at the end, times
-        `task_weight`: [N, 1].
-
-        With a `goal`, plus the goal term: the goal value V in [0, 1] of each candidate
-        times `_term_weight` at `worker.goal_coef`. With `explore`, plus the novelty
-        term: the rollout's discounted novelty times `_term_weight` at
-        `worker.novelty_coef`.
+        """Discounted return of latent rollouts plus the policy's Q at the end: [N, 1];
+        with planning `terms` (common/planning_terms.py), times their task weights plus
+        what each adds.
 
         `prefix` is the `_rollout` of rows rolled out before, placed ahead of these: the
         policy prior's trajectories keep their actions through all MPPI iterations and
         the rollout is deterministic, so only their terminal value is drawn again.
         """
-        G, z, discount, alive, V, E = self._rollout(z, actions, goal, task, explore)
+        G, z, discount, alive, *parts = self._rollout(z, actions, task, terms)
         if prefix is not None:
             G, z = torch.cat([prefix[0], G]), torch.cat([prefix[1], z])
             if self.model.episodic:
                 alive = torch.cat([prefix[3], alive])
-            if goal is not None:
-                V = torch.cat([prefix[4], V])
-            if explore:
-                E = torch.cat([prefix[5], E])
+            parts = [torch.cat([p, q]) for p, q in zip(prefix[4:], parts, strict=True)]
         action = self.model.pi_action(z, task)
         value = G + discount * alive * self.model.Q(z, action, return_type="avg", task=task)
-        total = task_weight * value
-        if goal is not None:
-            V = V + alive * self._goal_value(z, goal, task)
-            total = total + self._term_weight(self.cfg.worker.goal_coef, value, V) * V
-        if explore:
-            total = total + self._term_weight(self.cfg.worker.novelty_coef, value, E) * E
+        total = math.prod(term.task_weight for term in terms) * value if terms else value
+        for term, part in zip(terms, parts, strict=True):
+            total = total + term.value(part, z, alive, value, task)
         return total
 
     @torch.no_grad()
@@ -271,7 +205,7 @@ class TDMPC2:
         t0: bool = False,
         eval_mode: bool = False,
         task: int | None = None,
-        goal: torch.Tensor | None = None,
+        terms: Terms = (),
     ) -> torch.Tensor:
         """MPPI over action sequences, seeded with policy-prior rollouts; returns [action_dim].
 
@@ -294,11 +228,7 @@ class TDMPC2:
             mean[:-1] = self._prev_mean[1:]
         # z stays one row: every rollout starts from it (see _rollout). The policy prior's
         # trajectories are rolled out once, not once per iteration.
-        explore = not eval_mode and self.novelty is not None
-        # While training towards a goal the task value weighs worker.task_coef (Director's
-        # worker: 0, goals alone); evaluation always plans for the task.
-        task_weight = 1.0 if eval_mode or goal is None else float(cfg.worker.task_coef)
-        prefix = self._rollout(z, actions[:, :n_pi], goal, task, explore) if n_pi > 0 else None
+        prefix = self._rollout(z, actions[:, :n_pi], task, terms) if n_pi > 0 else None
         sampled = actions[:, n_pi:]
         mask = None if task is None else self.model.action_masks[task]
         for _ in range(cfg.iterations):
@@ -306,7 +236,7 @@ class TDMPC2:
             torch.addcmul(mean.unsqueeze(1), std.unsqueeze(1), noise, out=sampled).clamp_(-1, 1)
             if mask is not None:
                 sampled.mul_(mask)
-            value = self._estimate_value(z, sampled, task, goal, prefix, explore, task_weight)
+            value = self._estimate_value(z, sampled, task, prefix, terms)
             value = value.nan_to_num_(0).squeeze(1)
             elite_value, elite_idxs = torch.topk(value, cfg.num_elites, sorted=False)
             elite_actions = actions[:, elite_idxs]

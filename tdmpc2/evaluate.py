@@ -2,11 +2,9 @@
 
 `checkpoint` is a checkpoint file or a run directory; `save_video=true` writes an MP4
 of the first episode into the run directory (a warning, not a crash, without a renderer).
-The checkpoint's own config is used, so model sizes and Director settings need not be
+The checkpoint's own config is used, so model sizes and other settings need not be
 repeated; `eval_episodes`, `seed`, `save_video`, `device` and `threads` may be overridden,
-and `worker.goal_coef` and `manager.deterministic` when given on the command line:
-`worker.goal_coef=0` evaluates a trained hierarchy with the flat planner, the control for
-its goal reach; `manager.deterministic=true` takes the Manager's mode instead of sampling.
+and the trainer's `control_keys` (none for flat TD-MPC2) when given on the command line.
 """
 
 from __future__ import annotations
@@ -27,12 +25,9 @@ from tdmpc2.common import checkpoint
 from tdmpc2.common.parser import ConfigError, apply_preset, quote_task_list
 from tdmpc2.common.threads import ThreadShare
 from tdmpc2.envs.wrappers.render import RendererError
-from tdmpc2.train import build, cli_overrides
+from tdmpc2.train import build, cli_overrides, trainer_class
 
 EVAL_KEYS = ("eval_episodes", "seed", "save_video", "device", "threads")
-# Changed only when given on the command line: the goal weight (0: the control planner),
-# whether evaluation steers by goals at all, and how the Manager picks its codes.
-CONTROL_KEYS = ("worker.goal_coef", "worker.eval_goals", "manager.deterministic")
 
 
 def evaluate(cfg: DictConfig, overrides: list[str]) -> dict[str, float]:
@@ -46,7 +41,8 @@ def evaluate(cfg: DictConfig, overrides: list[str]) -> dict[str, float]:
         raise checkpoint.CheckpointError(f"{path}: trained on task {saved.task}, not {task}")
     for key in EVAL_KEYS:
         saved[key] = cfg[key]
-    for key in CONTROL_KEYS:
+    control_keys = trainer_class(saved).control_keys
+    for key in control_keys:
         if any(o.split("=", 1)[0].lstrip("+") == key for o in overrides):
             if OmegaConf.select(saved, key) is None:
                 raise ConfigError(f"{key}: {path} was not trained with that key")
@@ -63,7 +59,7 @@ def evaluate(cfg: DictConfig, overrides: list[str]) -> dict[str, float]:
         results = trainer.eval(video=cfg.save_video)
     finally:
         share.close()
-    control = {k: OmegaConf.select(saved, k) for k in CONTROL_KEYS}
+    control = {k: OmegaConf.select(saved, k) for k in control_keys}
     control = {k: v for k, v in control.items() if v is not None}
     trainer.logger.log({"step": payload["step"], **control, **results}, "eval")
     trainer.logger.finish()

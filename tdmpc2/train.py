@@ -19,7 +19,6 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-import tdmpc2.trainer.base as trainer_base  # not merged below: patches/director.patch context
 from tdmpc2.agent import TDMPC2
 from tdmpc2.common import checkpoint
 from tdmpc2.common.buffer import Buffer
@@ -37,7 +36,7 @@ from tdmpc2.common.parser import (
 from tdmpc2.common.seed import set_seed
 from tdmpc2.envs import make_env
 from tdmpc2.envs.wrappers.render import RendererError
-from tdmpc2.trainer.base import Trainer
+from tdmpc2.trainer.base import NonFiniteError, Trainer
 from tdmpc2.trainer.director_trainer import DirectorTrainer, OfflineDirectorTrainer
 from tdmpc2.trainer.offline_trainer import OfflineTrainer
 from tdmpc2.trainer.online_trainer import OnlineTrainer
@@ -140,7 +139,7 @@ def main(cfg: DictConfig) -> None:
     )
     try:
         trainer.train()
-    except trainer_base.NonFiniteError as err:
+    except NonFiniteError as err:
         sys.exit(f"error: {err}")
     finally:
         trainer.logger.finish()

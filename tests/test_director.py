@@ -8,16 +8,17 @@ import importlib.util
 import pytest
 import torch
 
-from tdmpc2.agent import TDMPC2
 from tdmpc2.common import checkpoint
+from tdmpc2.common.goal_worker import sample_relabelled
 from tdmpc2.common.layers import simnorm
-from tdmpc2.common.math import cosine_max
 from tdmpc2.common.parser import ConfigError
+from tdmpc2.common.planning_terms import cosine_max
 from tdmpc2.evaluate import evaluate
 from tdmpc2.train import build
 from tdmpc2.trainer.director_trainer import check_director_cfg
 from tests.conftest import TINY, compose_cfg, make_cfg
 from tests.test_resume import assert_same
+from tests.test_same_numbers import RUN, assert_same_as_baseline
 
 METRICS = [
     "goal_vae/total_loss",
@@ -78,249 +79,16 @@ def test_cosine_max_similarity():
     assert torch.allclose(cosine_max(a, a), torch.ones(100, 1))
 
 
-# -------------------------------------------------------------------- Worker
 def director_cfg(extra: list[str] | None = None):
     return make_cfg([*TINY, "trainer=director", *(extra or [])])
 
 
-def test_goal_none_plans_exactly_like_the_flat_agent():
-    """Same weights, same seed, several warm-started steps: identical actions."""
-    flat = TDMPC2(make_cfg(TINY))
-    worker = TDMPC2(director_cfg())
-    worker.model.load_state_dict(flat.model.state_dict())
-
-    def rollout(agent: TDMPC2) -> torch.Tensor:
-        torch.manual_seed(3)
-        obs = torch.randn(6, 5)
-        return torch.stack(
-            [agent.act(o, t0=t == 0, eval_mode=t % 2 == 1) for t, o in enumerate(obs)]
-        )
-
-    assert torch.equal(rollout(flat), rollout(worker))
-
-
-def test_goal_none_plans_like_a_zero_goal_term():
-    cfg = director_cfg(["worker.goal_coef=0.0"])
-    agent = TDMPC2(cfg)
-    obs = torch.randn(5)
-    goal = simnorm(torch.randn(1, 32), 8)
-    torch.manual_seed(7)
-    flat = agent.act(obs, t0=True)
-    torch.manual_seed(7)
-    with_goal = agent.act(obs, t0=True, goal=goal)
-    assert torch.equal(flat, with_goal)
-
-
-def test_goal_term_with_range_scale_is_bounded_by_the_goal_weight():
-    """With goal_scale range the whole goal term (inside the horizon and after it) is
-    goal_coef * Q range * V with V in [0, 1]; the part of V after the horizon is at
-    most gd^H, and reaches it when the goal value is 1."""
-    cfg = director_cfg(
-        ["worker.goal_coef=0.4", "worker.goal_discount=0.8", "worker.goal_scale=range"]
-    )
-    agent = TDMPC2(cfg)
-    agent.scale.percentiles.copy_(torch.tensor([0.0, 3.0]))  # Q range 3
-    weight = 0.4 * 3.0
-    z = simnorm(torch.randn(1, 32), 8)
-    actions = torch.rand(cfg.horizon, 40, 3) * 2 - 1
-    with torch.no_grad():
-        last = agent._rollout(z, actions)[1]
-    tail_bound = 0.8**cfg.horizon
-    for goal in (simnorm(torch.randn(1, 32), 8), last[:1]):  # a random goal; a reached one
-        tail = agent._goal_value(last, goal)
-        assert tail.shape == (40, 1)
-        assert (tail >= 0).all() and (tail <= tail_bound + 1e-6).all()
-        torch.manual_seed(0)
-        with_goal = agent._estimate_value(z, actions, goal=goal)
-        torch.manual_seed(0)
-        flat = agent._estimate_value(z, actions)
-        term = with_goal - flat
-        assert (term >= -1e-5).all() and (term <= weight + 1e-5).all()
-    assert torch.allclose(agent._goal_value(last[:1], last[:1]), torch.tensor(tail_bound))
-    agent.goal_value = lambda z, g, mask: torch.ones(len(z), 1)  # the largest goal value
-    assert torch.allclose(agent._goal_value(last, goal), torch.full((40, 1), tail_bound))
-    agent.goal_value = lambda z, g, mask: torch.zeros(len(z), 1)
-    assert torch.equal(agent._goal_value(last, goal), torch.zeros(40, 1))
-
-
-def varied_task_value(agent: TDMPC2) -> None:
-    """A reward head whose output differs across candidates by far more than rounding:
-    zero-initialised heads give a task value whose spread is 0 on one CPU and 1e-7 on
-    another, which no ratio of spreads survives."""
-    torch.manual_seed(3)
-    for p in agent.model._reward.parameters():
-        torch.nn.init.normal_(p, std=0.3)
-
-
-def goal_term(agent: TDMPC2, z, actions, goal) -> tuple[torch.Tensor, torch.Tensor]:
-    """(value with the goal - value without it, value without it) over the candidates."""
-    torch.manual_seed(0)
-    with_goal = agent._estimate_value(z, actions, goal=goal)
-    torch.manual_seed(0)
-    flat = agent._estimate_value(z, actions)
-    return with_goal - flat, flat
-
-
-def test_goal_term_with_spread_scale_spreads_goal_coef_times_the_task_value():
-    """goal_scale spread: over the candidates, the goal term's sd is goal_coef times the
-    task value's, whatever the Q range; a goal value that hardly varies weighs less."""
-    cfg = director_cfg(["worker.goal_coef=0.5", "worker.goal_scale=spread"])
-    agent = TDMPC2(cfg)
-    varied_task_value(agent)
-    torch.manual_seed(1)
-    z = simnorm(torch.randn(1, 32), 8)
-    actions = torch.rand(cfg.horizon, 40, 3) * 2 - 1
-    goal = simnorm(torch.randn(1, 32), 8)
-    for q_range in (1.0, 3.0):  # the Q range does not enter while the task value varies
-        agent.scale.percentiles.copy_(torch.tensor([0.0, q_range]))
-        agent.goal_value = lambda z, g, mask: torch.sigmoid(4 * (z - g).sum(-1, keepdim=True))
-        term, flat = goal_term(agent, z, actions, goal)
-        assert flat.std() > 3 * cfg.worker.value_spread_floor * q_range  # above the floor
-        assert torch.allclose(term.std(), 0.5 * flat.std(), rtol=1e-3)
-        assert (term >= 0).all()
-    # A goal value nearly equal for every candidate: its sd counts as GOAL_SPREAD_FLOOR.
-    agent.goal_value = lambda z, g, mask: 0.5 + 1e-3 * z[:, :1]
-    agent._rollout = lambda z, actions, goal, task, explore: (
-        *TDMPC2._rollout(agent, z, actions)[:4],
-        0,
-        0,
-    )
-    term, flat = goal_term(agent, z, actions, goal)
-    assert term.std() < 0.5 * flat.std() * 0.2
-
-
-@pytest.mark.parametrize("q_range", [1.0, 40.0])
-def test_goal_term_steers_where_the_task_value_does_not_vary(q_range):
-    """A task value with no spread over the candidates (zero-initialised heads: exactly 0
-    on some CPUs, rounding noise on others) counts as value_spread_floor times the Q range:
-    the goal term then spreads goal_coef times that and ranks the candidates alone."""
-    cfg = director_cfg(["worker.goal_coef=0.5", "worker.value_spread_floor=0.02"])
-    agent = TDMPC2(cfg)
-    agent.scale.percentiles.copy_(torch.tensor([-q_range, 0.0]))
-    agent.goal_value = lambda z, g, mask: torch.sigmoid(4 * (z - g).sum(-1, keepdim=True))
-    torch.manual_seed(1)
-    z = simnorm(torch.randn(1, 32), 8)
-    actions = torch.rand(cfg.horizon, 40, 3) * 2 - 1
-    goal = simnorm(torch.randn(1, 32), 8)
-    term, flat = goal_term(agent, z, actions, goal)
-    assert flat.std() < 1e-4  # the degenerate case, on any CPU
-    expected = 0.5 * 0.02 * q_range
-    assert torch.allclose(term.std(), torch.tensor(expected), rtol=0.05)
-    with_goal = flat + term  # the elites are the candidates the goal value ranks first
-    goal_rank = term.squeeze(-1).argsort(descending=True)[:8]
-    assert set(with_goal.squeeze(-1).argsort(descending=True)[:8].tolist()) == set(
-        goal_rank.tolist()
-    )
-
-
-def test_goal_conditioned_planning_moves_toward_the_goal():
-    cfg = director_cfg(["worker.goal_coef=100.0", "num_samples=256", "iterations=4"])
-    torch.manual_seed(0)
-    agent = TDMPC2(cfg)
-    for p in agent.model._dynamics.parameters():  # a dynamics model that reacts to actions
-        torch.nn.init.normal_(p, std=0.3)
-    closer = 0
-    for trial in range(10):
-        obs = torch.randn(5, generator=torch.Generator().manual_seed(trial))
-        with torch.no_grad():
-            z = agent.model.encode(obs.unsqueeze(0))
-            target = agent.model.next(z, torch.ones(1, 3))
-
-        @torch.no_grad()
-        def distance(action: torch.Tensor, z=z, target=target) -> float:
-            return float((agent.model.next(z, action.unsqueeze(0)) - target).norm())
-
-        free = distance(agent.act(obs, t0=True, eval_mode=True))
-        steered = distance(agent.act(obs, t0=True, eval_mode=True, goal=target))
-        closer += steered < free
-    assert closer >= 8
-
-
-def test_novelty_term_spreads_novelty_coef_times_the_task_value():
-    """The exploration bonus in the planner: the discounted novelty of the imagined
-    latents, its sd over the candidates novelty_coef times the task value's; the cached
-    prior rollouts carry it; without `explore` the value is the flat one."""
-    cfg = director_cfg(["worker.novelty_coef=0.3", "worker.goal_scale=spread"])
-    agent = TDMPC2(cfg)
-    varied_task_value(agent)
-    agent.novelty = lambda z: z[:, :4].sum(-1)
-    z = simnorm(torch.randn(1, 32), 8)
-    actions = torch.rand(cfg.horizon, 40, 3) * 2 - 1
-    values = {}
-    for explore in (False, True):
-        torch.manual_seed(0)
-        values[explore] = agent._estimate_value(z, actions, explore=explore)
-    term = values[True] - values[False]
-    assert values[False].std() > 3 * cfg.worker.value_spread_floor  # above the floor
-    assert torch.allclose(term.std(), 0.3 * values[False].std(), rtol=1e-3)
-    assert (term >= 0).all()
-    prefix = agent._rollout(z, actions[:, :7], explore=True)
-    torch.manual_seed(0)
-    cached = agent._estimate_value(z, actions[:, 7:], prefix=prefix, explore=True)
-    assert torch.allclose(cached, values[True], rtol=1e-5, atol=1e-5)
-
-
-def test_task_coef_weighs_the_task_value_in_training_plans_only():
-    """worker.task_coef scales the task value of every candidate (0: the goal term
-    alone ranks them); evaluation plans with the whole task value whatever it is."""
-    agents = {}
-    for coef in (0.0, 1.0):
-        torch.manual_seed(0)
-        agents[coef] = TDMPC2(director_cfg([f"worker.task_coef={coef}"]))
-        varied_task_value(agents[coef])
-    agent = agents[0.0]
-    agent.goal_value = lambda z, g, mask: torch.sigmoid(4 * (z - g).sum(-1, keepdim=True))
-    torch.manual_seed(1)
-    z, goal = simnorm(torch.randn(1, 32), 8), simnorm(torch.randn(1, 32), 8)
-    actions = torch.rand(agent.cfg.horizon, 40, 3) * 2 - 1
-    term, flat = goal_term(agent, z, actions, goal)
-    assert flat.std() > 1e-2  # a task value that would move the ranking
-    torch.manual_seed(0)
-    goal_only = agent._estimate_value(z, actions, goal=goal, task_weight=0.0)
-    assert torch.allclose(goal_only, term, rtol=1e-4, atol=1e-5)
-
-    obs = torch.randn(5)
-    for eval_mode, same in ((True, True), (False, False)):
-        chosen = []
-        for a in agents.values():
-            a.goal_value = agent.goal_value
-            torch.manual_seed(2)
-            chosen.append(a.act(obs, t0=True, eval_mode=eval_mode, goal=goal))
-        assert torch.equal(*chosen) == same
-
-
-def test_novelty_steers_training_actions_but_not_evaluation():
-    """With a big novelty_coef the planner's training actions lead to latents the
-    novelty function rates higher than the flat planner's; evaluation ignores it."""
-    cfg = director_cfg(["worker.novelty_coef=100.0", "num_samples=256", "iterations=4"])
-    torch.manual_seed(0)
-    agent = TDMPC2(cfg)
-    for p in agent.model._dynamics.parameters():  # a dynamics model that reacts to actions
-        torch.nn.init.normal_(p, std=0.3)
-    novel = simnorm(torch.randn(1, 32, generator=torch.Generator().manual_seed(9)), 8)
-    novelty_fn = lambda z: -(z - novel).norm(dim=-1)  # noqa: E731 (nearer `novel`: newer)
-    more = 0
-    for trial in range(10):
-        obs = torch.randn(5, generator=torch.Generator().manual_seed(trial))
-        with torch.no_grad():
-            z = agent.model.encode(obs.unsqueeze(0))
-
-        @torch.no_grad()
-        def novelty(action: torch.Tensor, z=z) -> float:
-            return float(novelty_fn(agent.model.next(z, action.unsqueeze(0))))
-
-        actions = {}
-        for name, fn in (("exploring", novelty_fn), ("flat", None)):
-            agent.novelty = fn
-            for eval_mode in (False, True):
-                torch.manual_seed(trial)
-                actions[name, eval_mode] = agent.act(obs, t0=True, eval_mode=eval_mode)
-        assert torch.equal(actions["exploring", True], actions["flat", True])
-        more += novelty(actions["exploring", False]) > novelty(actions["flat", False])
-    assert more >= 8
-
-
 # ------------------------------------------------------------------- Trainer
+def term_names(trainer) -> list[str]:
+    """The planning terms of a training step."""
+    return [term.name for term in trainer.planning_terms(eval_mode=False)]
+
+
 def read_rows(path) -> list[dict]:
     with open(path) as f:
         return list(csv.DictReader(f))
@@ -334,10 +102,12 @@ def test_the_preset_builds_a_director_trainer_and_the_command_line_wins(tmp_path
     assert trainer.cfg.task == "walker-walk"
     assert trainer.interval == 5  # the command line beats the preset's 8
     assert trainer.goal_vae.n_latents == 4
-    assert trainer.agent.novelty is None  # worker.novelty_coef 0: no exploration bonus
+    assert term_names(trainer) == ["goal"]  # worker.novelty_coef 0: no exploration bonus
     overrides.append("worker.novelty_coef=0.5")
     trainer = build(compose_cfg(overrides), overrides)
-    assert trainer.agent.novelty == trainer.goal_vae.recon_error
+    assert term_names(trainer) == ["goal", "novelty"]
+    assert trainer.planning_terms(eval_mode=False)[1].novelty == trainer.goal_vae.recon_error
+    assert [t.name for t in trainer.planning_terms(eval_mode=True)] == ["goal"]
 
 
 def test_the_cup_catch_preset_carries_the_measured_exploration_settings(tmp_path):
@@ -345,7 +115,7 @@ def test_the_cup_catch_preset_carries_the_measured_exploration_settings(tmp_path
     trainer = build(compose_cfg(overrides), overrides)
     assert type(trainer).__name__ == "DirectorTrainer"
     assert trainer.cfg.task == "cup-catch"
-    assert trainer.agent.novelty == trainer.goal_vae.recon_error  # the Worker's bonus is on
+    assert term_names(trainer) == ["goal", "novelty"]  # the Worker's bonus is on
     assert trainer.cfg.manager.return_floor == 0.01
     assert trainer.cfg.manager.entropy_target == 0.5
 
@@ -357,7 +127,7 @@ def test_the_pointmaze_preset_carries_the_measured_maze_settings(tmp_path):
     assert type(trainer).__name__ == "DirectorTrainer"
     assert trainer.cfg.task == "ogbench-pointmaze-medium-singletask-task3-v0"
     assert trainer.cfg.episodic and trainer.cfg.action_repeat == 4
-    assert trainer.agent.novelty is None  # goals alone, no bonus
+    assert term_names(trainer) == ["goal"]  # goals alone, no bonus
     assert (trainer.cfg.manager.return_floor, trainer.cfg.manager.entropy_target) == (0.01, 0.5)
     assert (trainer.cfg.num_samples, trainer.cfg.iterations, trainer.cfg.steps) == (256, 4, 24_000)
 
@@ -404,7 +174,8 @@ def test_director_run_logs_every_metric_and_checkpoint_reloads(tmp_path):
         saved, loaded = (getattr(t, name).optim_state_dict() for t in (trainer, fresh))
         assert_same(saved, loaded, name)
     assert all(bool(s.initialised) for s in fresh.manager.scales)
-    assert fresh.agent.goal_value == fresh.worker.value  # the loaded goal critic plans
+    # The loaded goal critic values goals beyond the planning horizon.
+    assert fresh.planning_terms(eval_mode=False)[0].goal_value == fresh.worker.value
     assert_same(trainer.agent.model.state_dict(), fresh.agent.model.state_dict(), "model")
     assert fresh._step == trainer._step == 200
     flat = build(compose_cfg([*TINY, "task=toy-reach", f"work_dir={tmp_path / 'c'}"]), [])
@@ -540,13 +311,16 @@ def test_eval_goals_decides_whether_evaluation_plans_towards_the_goal(tmp_path, 
     and the Manager still picks (and records) codes there either way."""
     trainer = filled_director(tmp_path, [f"worker.eval_goals={eval_goals}"])
     trainer._step = int(trainer.cfg.seed_steps)  # past seeding: the planner acts
-    goals = []
-    trainer.agent.act = lambda obs, **kwargs: goals.append(kwargs["goal"]) or torch.zeros(1)
+    terms = []
+    trainer.agent.act = lambda obs, **kwargs: terms.append(kwargs["terms"]) or torch.zeros(1)
     obs = torch.zeros(trainer.cfg.obs_shape["state"][0])
     trainer.act(obs, 0, eval_mode=False)
-    assert torch.equal(goals[0], trainer._goal)
+    assert [t.name for t in terms[0]] == ["goal"]
+    assert terms[0][0].goal is trainer._goal
+    assert terms[0][0].task_weight == trainer.cfg.worker.task_coef
     trainer.act(obs, 0, eval_mode=True)
-    assert (goals[1] is not None) == eval_goals
+    assert [t.name for t in terms[1]] == (["goal"] if eval_goals else [])
+    assert all(t.task_weight == 1.0 for t in terms[1])  # evaluation plans for the task
     assert len(trainer._eval_stats["codes"]) == 1
 
 
@@ -625,7 +399,7 @@ def test_director_rejects_bad_settings(tmp_path, override, message):
 def test_on_episodic_tasks_an_imagined_interval_stops_at_a_predicted_end(tmp_path):
     trainer = filled_director(tmp_path, ["episodic=true"])
     model = trainer.agent.model
-    z = model.encode(trainer.buffer.sample_relabelled(2, 8)["obs"]).detach()
+    z = model.encode(sample_relabelled(trainer.buffer, 2, 8)["obs"]).detach()
     code = trainer.goal_vae.sample_code((8,))
     with torch.no_grad():
         model._termination[-1].bias.fill_(50.0)  # every step ends the episode
@@ -640,3 +414,28 @@ def test_on_episodic_tasks_an_imagined_interval_stops_at_a_predicted_end(tmp_pat
         model._termination[-1].bias.fill_(-50.0)  # never
     assert torch.equal(trainer._imagine_interval(z, code)[3], torch.zeros(8))
     trainer.update(1)  # the relabelled batch's terminations reach the goal critic
+
+
+# Every planning term at once: the goal term with the goal critic beyond the horizon, the
+# novelty term, a task weight below 1, and the episodic masks.
+SAME_NUMBERS = [
+    "trainer=director",
+    "goal_vae.hidden_dim=32",
+    "goal_vae.n_latents=4",
+    "goal_vae.n_classes=3",
+    "manager.hidden_dim=32",
+    "manager.batch_size=8",
+    "manager.goal_interval=5",
+    "manager.update_every=2",
+    "worker.hidden_dim=32",
+    "worker.batch_size=16",
+    "worker.novelty_coef=1",
+    "worker.task_coef=0.5",
+    "episodic=true",
+]
+
+
+def test_a_short_director_run_matches_the_baseline_bit_for_bit(tmp_path):
+    """Every tensor of the checkpoint and the evaluation returns, against the baseline
+    commit's code on this machine (see tests/test_same_numbers.py)."""
+    assert_same_as_baseline(tmp_path, [*RUN, *SAME_NUMBERS])

@@ -12,6 +12,7 @@ import torch
 
 from tdmpc2.agent import TDMPC2
 from tdmpc2.common.buffer import Buffer
+from tdmpc2.common.goal_worker import sample_relabelled
 from tdmpc2.common.multitask_buffer import MultitaskBuffer
 from tdmpc2.evaluate import evaluate
 from tdmpc2.trainer.director_trainer import OfflineDirectorTrainer
@@ -47,7 +48,7 @@ def counting_buffer(obs_dim: int, action_dim: int, seed: int, task: str | None =
 
 def test_relabelled_multitask_batches_are_padded_and_carry_task_indices():
     parts = [(0, counting_buffer(4, 2, 0)), (1, counting_buffer(6, 1, 1))]
-    batch = MultitaskBuffer(parts, 6, 2, 16, seed=3).sample_relabelled(3, 256)
+    batch = sample_relabelled(MultitaskBuffer(parts, 6, 2, 16, seed=3), 3, 256)
     assert set(batch) == {"obs", "action", "next_obs", "goal_obs", "terminated", "task"}
     assert batch["terminated"].shape == (256,)
     for key in ("obs", "next_obs", "goal_obs"):

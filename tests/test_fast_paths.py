@@ -23,8 +23,6 @@ from tdmpc2.common.math import TwoHot
 from tdmpc2.common.world_model import two_heads
 from tests.conftest import TINY, make_cfg
 
-HAS_DIRECTOR = importlib.util.find_spec("tdmpc2.common.goal_vae") is not None
-
 
 def plain_mlp(seq: torch.nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """Linear -> LayerNorm -> Mish (or SimNorm) layer by layer, with ATen's reference ops."""
@@ -323,100 +321,45 @@ def test_bins_built_during_planning_still_serve_autograd():
 
 
 # ---------------------------------------------------------------- planning
-def plain_value(agent: TDMPC2, z: torch.Tensor, actions: torch.Tensor, goal=None):
-    """The planner's value estimate with the unfused modules and a per-head Q loop.
-
-    With a goal, plus a weight times V: inside the horizon (1 - gd) * gd^t times the
-    similarity of each next latent, after it gd^H times the goal value of the last
-    latent (its similarity when the agent has no `goal_value`). The weight is goal_coef
-    times the Q range (goal_scale range) or times the candidates' value sd (at least
-    value_spread_floor times the Q range) over their V's sd (at least 0.01) (spread).
-    """
+def plain_value(agent: TDMPC2, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """The planner's value estimate with the unfused modules and a per-head Q loop."""
     m, cfg = agent.model, agent.cfg
     z = z.expand(actions.shape[1], -1)
-    G, discount, V = 0, 1.0, 0
-    gd = cfg.worker.goal_discount if goal is not None else 0.0
-
-    def similarity(z):
-        dot = (z * goal).sum(-1, keepdim=True)
-        return dot / torch.maximum(
-            (z * z).sum(-1, keepdim=True), (goal * goal).sum(-1, keepdim=True)
-        )
-
+    G, discount = 0, 1.0
     for t in range(cfg.horizon):
         reward = m.two_hot.decode(plain_mlp(m._reward, torch.cat([z, actions[t]], -1)))
         z = plain_mlp(m._dynamics, torch.cat([z, actions[t]], -1))
         G = G + discount * reward
-        if goal is not None:
-            V = V + (1 - gd) * gd**t * similarity(z)
         discount *= agent.discount
     action = m.pi(z)[1]
     heads = torch.randperm(cfg.num_q)[:2].tolist()
     za = torch.cat([z, action], -1)
     q = [m.two_hot.decode(plain_q(m._Qs, za, h)) for h in heads]
-    value = G + discount * 0.5 * (q[0] + q[1])
-    if goal is None:
-        return value
-    tail = similarity(z) if agent.goal_value is None else agent.goal_value(z, goal, None)
-    V = V + gd**cfg.horizon * tail
-    if cfg.worker.goal_scale == "range":
-        return value + cfg.worker.goal_coef * agent.scale.value * V
-    spread = value.std().clamp_min(cfg.worker.value_spread_floor * agent.scale.value)
-    return value + cfg.worker.goal_coef * spread / V.std().clamp_min(0.01) * V
+    return G + discount * 0.5 * (q[0] + q[1])
 
 
-def goal_setup(agent: TDMPC2, goal: str | None) -> torch.Tensor | None:
-    """A goal latent, a Q range other than 1, and for "goal_value" a value beyond the
-    horizon that is not the last latent's similarity (and draws no random numbers)."""
-    if goal is None:
-        return None
-    agent.scale.percentiles.copy_(torch.tensor([-1.0, 1.5]))  # Q range 2.5
-    if goal == "goal_value":
-        agent.goal_value = lambda z, g, mask: torch.sigmoid(3 * (z - g).sum(-1, keepdim=True) + 0.5)
-    return simnorm(torch.randn(1, 32), 8)
-
-
-@pytest.mark.parametrize(
-    "goal, scale",
-    [(None, None), ("similarity", "spread"), ("goal_value", "spread"), ("goal_value", "range")],
-)
-def test_value_estimate_equals_the_plain_loop(agent, goal, scale):
-    if goal and not HAS_DIRECTOR:
-        pytest.skip("the Director extension is rolled back")
-    if goal:
-        agent.cfg.worker.goal_coef = 0.7
-        agent.cfg.worker.goal_scale = scale
+def test_value_estimate_equals_the_plain_loop(agent):
     z = simnorm(torch.randn(1, 32), 8)
     actions = torch.rand(agent.cfg.horizon, 50, 3) * 2 - 1
-    goal = goal_setup(agent, goal)
-    kwargs = {"goal": goal} if goal is not None else {}
     torch.manual_seed(11)
-    fast = agent._estimate_value(z, actions, **kwargs)
+    fast = agent._estimate_value(z, actions)
     torch.manual_seed(11)
     with torch.no_grad():
-        ref = plain_value(agent, z, actions, goal)
+        ref = plain_value(agent, z, actions)
     assert fast.shape == (50, 1)
     assert torch.allclose(fast, ref, rtol=1e-4, atol=1e-4)
-    if goal is not None:  # the goal term is big enough that dropping a part would show
-        torch.manual_seed(11)
-        flat = agent._estimate_value(z, actions)
-        assert (fast - flat).abs().min() > 1e-2
 
 
-@pytest.mark.parametrize("goal", [None, "goal_value"])
-def test_cached_prior_rollouts_give_the_same_values(agent, goal):
+def test_cached_prior_rollouts_give_the_same_values(agent):
     """The planner rolls the policy prior's trajectories out once: with their rollout
     passed as a prefix, the values equal those of rolling out every row each time."""
-    if goal and not HAS_DIRECTOR:
-        pytest.skip("the Director extension is rolled back")
     z = simnorm(torch.randn(1, 32), 8)
     actions = torch.rand(agent.cfg.horizon, 50, 3) * 2 - 1
-    goal = goal_setup(agent, goal)
     torch.manual_seed(5)
-    full = agent._estimate_value(z, actions, goal=goal)
-    prefix = agent._rollout(z, actions[:, :7], goal)
+    full = agent._estimate_value(z, actions)
+    prefix = agent._rollout(z, actions[:, :7])
     torch.manual_seed(5)  # the same terminal draws (policy noise and Q heads)
-    cached = agent._estimate_value(z, actions[:, 7:], goal=goal, prefix=prefix)
+    cached = agent._estimate_value(z, actions[:, 7:], prefix=prefix)
     assert cached.shape == (50, 1)
     assert torch.allclose(cached, full, rtol=1e-5, atol=1e-5)
 

@@ -6,8 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from tdmpc2.common.goal_worker import GoalWorker
+from tdmpc2.common.buffer import Buffer
+from tdmpc2.common.goal_worker import GoalWorker, sample_relabelled
 from tdmpc2.common.layers import simnorm
+from tests.test_buffer import B, H, episode
+from tests.test_pixels import stacked_episode
 
 L, A = 16, 3  # latent and action widths
 
@@ -223,3 +226,71 @@ def test_td_target_stops_at_a_true_termination():
     assert torch.allclose(cut[ended], 0.2 * cosine_max_by_hand(next_z, g)[ended], atol=1e-6)
     assert torch.equal(cut[~ended], full[~ended])
     assert (full[ended] > cut[ended]).all()
+
+
+# ------------------------------------------------------------ hindsight relabelling
+def check_relabelled(batch, lengths, max_offset: int, n: int):
+    """obs_t, the step leaving it, obs_{t+1}, and a goal 1..max_offset steps later in the
+    same episode. Returns t and the goal's t."""
+    for key in ("obs", "action", "next_obs", "goal_obs"):
+        assert batch[key].shape == (n, 2), key
+    ep, t = batch["obs"].unbind(-1)
+    for key in ("next_obs", "goal_obs"):
+        assert torch.equal(batch[key][:, 0], ep), f"{key} crossed episodes"
+    assert torch.equal(batch["next_obs"][:, 1], t + 1)
+    assert torch.equal(batch["action"][:, 0], t)
+    goal_t = batch["goal_obs"][:, 1]
+    offset = goal_t - t
+    assert ((offset >= 1) & (offset <= max_offset)).all()
+    ends = torch.tensor([lengths[int(e)] for e in ep], dtype=torch.float32)
+    assert (goal_t <= ends).all(), "a goal past the episode's last observation"
+    assert torch.equal(batch["terminated"], (t == ends - 1).float())  # the step into the end
+    return t, goal_t
+
+
+@pytest.mark.parametrize("capacity", [23, 57])
+def test_relabelled_goals_come_later_in_the_same_episode(capacity):
+    """Through wrap-around and overwrites, as subsequences do."""
+    buf = Buffer(capacity, obs_shape=(2,), action_dim=2, horizon=H, batch_size=B, seed=0)
+    g = torch.Generator().manual_seed(capacity)
+    lengths: dict[int, int] = {}
+    offsets = set()
+    for ep_id in range(40):
+        lengths[ep_id] = int(torch.randint(1, capacity, (1,), generator=g))
+        buf.add(episode(ep_id, lengths[ep_id]))
+        try:
+            batch = sample_relabelled(buf, max_offset=5)
+        except RuntimeError as err:
+            assert "no subsequence" in str(err)
+            continue
+        t, goal_t = check_relabelled(batch, lengths, 5, B)
+        offsets |= set((goal_t - t).int().tolist())
+    assert offsets == {1, 2, 3, 4, 5}
+
+
+def test_relabelled_goals_past_the_episode_end_fall_back_to_the_next_obs():
+    """One 6-step episode, offsets drawn from 1..50: from obs_t an offset d reaches obs_{t+d}
+    only for d <= 6 - t; every other draw gives obs_{t+1}, not the last obs."""
+    buf = Buffer(100, (2,), 2, H, B, seed=4)
+    buf.add(episode(0, 6))  # starts t = 0..3 (H = 3)
+    n = 4000
+    t, goal_t = check_relabelled(sample_relabelled(buf, 50, batch_size=n), {0: 6}, 50, n)
+    for start in range(4):
+        goals = goal_t[t == start]
+        assert len(goals) > 500
+        next_share = (goals == start + 1).float().mean().item()
+        assert abs(next_share - (45 + start) / 50) < 0.05  # 1 + the 44 + t overshooting draws
+        assert (goals == 6).float().mean().item() < 0.05  # not clamped to the episode's end
+    assert (goal_t - t == 6).any()  # obs_0 -> obs_6: the last obs is a goal too
+    # max_offset = 1: the goal is always the next observation.
+    batch = sample_relabelled(buf, 1, batch_size=64)
+    assert torch.equal(batch["goal_obs"], batch["next_obs"])
+
+
+def test_relabelled_pixel_transitions_rebuild_their_frame_stacks():
+    buf = Buffer(40, (9, 64, 64), 2, 3, 64, seed=0, obs_dtype=torch.uint8, frame_stack=3)
+    for episode_id in range(7):  # the ring wraps and cuts older episodes
+        buf.add(stacked_episode(episode_id, 11))
+    relabelled = sample_relabelled(buf, max_offset=4, batch_size=32)
+    for key in ("obs", "next_obs", "goal_obs"):
+        assert relabelled[key].shape == (32, 9, 64, 64)

@@ -144,18 +144,20 @@ def png_size(path: Path) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-def test_plot_adds_training_returns_and_a_goal_panel(tmp_path):
-    flat, director = fake_run(tmp_path / "flat", 1), fake_run(tmp_path / "director", 1)
-    (flat / "train.csv").write_text("step,episode_reward\n500,3.0\n1000,4.0\n")
-    rows = [f"{s},{s / 100},{1 + s / 1000},0.5,0.4" for s in (500, 1000, 1500)]
-    header = "step,episode_reward,goal/perplexity,goal/similarity,goal/reached\n"
-    (director / "train.csv").write_text(header + "\n".join(rows) + "\n")
-    assert curves.column(curves.read_rows(director / "train.csv"), "goal/perplexity") == (
+def test_plot_adds_training_returns_and_a_panel_of_logged_metrics(tmp_path):
+    plain, extended = fake_run(tmp_path / "plain", 1), fake_run(tmp_path / "extended", 1)
+    (plain / "train.csv").write_text("step,episode_reward\n500,3.0\n1000,4.0\n")
+    rows = [f"{s},{s / 100},{1 + s / 1000},0.5" for s in (500, 1000, 1500)]
+    header = "step,episode_reward,x/size,x/share\n"
+    (extended / "train.csv").write_text(header + "\n".join(rows) + "\n")
+    assert curves.column(curves.read_rows(extended / "train.csv"), "x/size") == (
         [500.0, 1000.0, 1500.0],
         [1.5, 2.0, 2.5],
     )
-    one_panel = png_size(curves.plot_runs([flat]))
-    two_panels = png_size(curves.plot_runs([director]))
+    panel = curves.Panel({"x/size": ("size", "-"), "x/share": ("share", ":")}, left=("x/size",))
+    one_panel = png_size(curves.plot_runs([extended]))
+    assert png_size(curves.plot_runs([plain], panel=panel)) == one_panel  # nothing logged
+    two_panels = png_size(curves.plot_runs([extended], panel=panel))
     assert one_panel[0] == two_panels[0] and two_panels[1] > 1.4 * one_panel[1]
 
 

@@ -332,12 +332,12 @@ def test_optimiser_and_scale_state_round_trips():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"n_latents": 0}, "manager.n_latents must be >= 1, got 0"),
-        ({"n_classes": 1}, "manager.n_classes must be >= 2, got 1"),
+        ({"n_latents": 0}, "goal_vae.n_latents must be >= 1, got 0"),
+        ({"n_classes": 1}, "goal_vae.n_classes must be >= 2, got 1"),
         ({"gamma": 1.5}, "manager.gamma must be in \\[0, 1\\]"),
         ({"lam": -0.1}, "manager.lam must be in \\[0, 1\\]"),
         ({"entropy_coef": -1.0}, "manager.entropy_coef must be >= 0"),
-        ({"grad_clip": 0.0}, "manager.grad_clip must be > 0"),
+        ({"grad_clip": 0.0}, "Manager grad_clip must be > 0"),
         ({"return_floor": 0.0}, "manager.return_floor must be > 0"),
         ({"entropy_target": 1.0}, "manager.entropy_target must be null or in \\(0, 1\\)"),
         ({"exploration_weight": -0.1}, "manager.exploration_weight must be >= 0"),

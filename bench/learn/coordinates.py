@@ -254,3 +254,14 @@ def plane(task: str) -> Plane:
 def known() -> str:
     """The declared tasks, prefixes as `prefix*`: `cup-catch, ogbench-*`."""
     return ", ".join(k + "*" if k.endswith("-") else k for k in PLANES)
+
+
+# What `coverage` found per run, and what `coverage_plot` draws from it.
+Covered = tuple[str, str, str, int, torch.Tensor]  # task, agent, seed folder, window, places
+Goals = tuple[str, str, str, torch.Tensor, dict[str, torch.Tensor]]  # ..., all places, targets
+
+
+def window_coverage(places: torch.Tensor, window: int, where: Plane) -> list[tuple[int, str]]:
+    """Per `window` steps: distinct cells visited, and the plane's own window summary."""
+    parts = [places[s : s + window] for s in range(0, len(places) - window + 1, window)]
+    return [(where.count(part), where.window(part)) for part in parts]

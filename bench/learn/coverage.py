@@ -23,11 +23,16 @@ from bench.learn.common import (
     run_folders,
     spread,
 )
-from bench.learn.coordinates import Plane, Points, declared, known, plane
+from bench.learn.coordinates import (
+    Covered,
+    Goals,
+    Points,
+    declared,
+    known,
+    plane,
+    window_coverage,
+)
 from tdmpc2.common import checkpoint
-
-Covered = tuple[str, str, str, int, torch.Tensor]  # task, agent, seed folder, window, places
-Goals = tuple[str, str, str, torch.Tensor, dict[str, torch.Tensor]]  # ..., all places, targets
 
 
 def training_steps(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -67,12 +72,6 @@ def goal_targets(
     for name, code in codes.items():
         result[name] = places[nearest_states(z, vae.decode(code))]
     return result
-
-
-def window_coverage(places: torch.Tensor, window: int, where: Plane) -> list[tuple[int, str]]:
-    """Per `window` steps: distinct cells visited, and the plane's own window summary."""
-    parts = [places[s : s + window] for s in range(0, len(places) - window + 1, window)]
-    return [(where.count(part), where.window(part)) for part in parts]
 
 
 def coverage(

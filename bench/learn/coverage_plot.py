@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from bench.learn.coordinates import Plane, plane
-from bench.learn.coverage import Covered, Goals, window_coverage
+from bench.learn.coordinates import Covered, Goals, Plane, plane, window_coverage
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

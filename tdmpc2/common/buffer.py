@@ -228,32 +228,6 @@ class Buffer:
         }
         return {k: v.to(self.device) for k, v in batch.items()}
 
-    def sample_relabelled(
-        self, max_offset: int, batch_size: int | None = None
-    ) -> dict[str, torch.Tensor]:
-        """Transitions with hindsight goals: obs, action, next_obs, goal_obs and terminated
-        (1 where next_obs ended the episode by a true termination), each [B, ...].
-
-        goal_obs is the observation 1..max_offset steps (uniform) after obs in the same
-        episode; an offset past the episode's end falls back to next_obs.
-        """
-        start = self._draw_starts(batch_size or self.batch_size)
-        following = (start + 1) % self.capacity
-        offset = torch.randint(1, int(max_offset) + 1, start.shape, generator=self._generator)
-        goal = (start + offset) % self.capacity
-        same = (self._episode[goal] == self._episode[start]) & (
-            self._index[goal] - self._index[start] == offset
-        )
-        goal = torch.where(same, goal, following)
-        batch = {
-            "obs": self._stacked_obs(start),
-            "action": self._action[start],
-            "next_obs": self._stacked_obs(following),
-            "goal_obs": self._stacked_obs(goal),
-            "terminated": self._terminated[start],
-        }
-        return {k: v.to(self.device) for k, v in batch.items()}
-
     # ------------------------------------------------------------ persistence
     def state_dict(self) -> dict:
         """Everything needed to resume sampling exactly; a checkpoint can embed it."""

@@ -159,7 +159,7 @@ class ResumePoint:
 
 def saved_config(payload: dict) -> DictConfig:
     """The run's config from its checkpoint; keys added to config.yaml since it was saved
-    take their defaults (inside groups such as `manager` too), so older checkpoints still
+    take their defaults (inside key groups too), so older checkpoints still
     resume and evaluate."""
     added = _missing(defaults(), payload["cfg"])
     return OmegaConf.merge(OmegaConf.create(added), OmegaConf.create(payload["cfg"]))

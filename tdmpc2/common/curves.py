@@ -7,16 +7,23 @@ import csv
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-# Director goal metrics of train.csv drawn in a second panel when a run logged them.
-GOAL_METRICS = {  # key: (label, line style)
-    "goal/perplexity": ("code perplexity", "-"),
-    "goal/similarity": ("goal similarity", "--"),
-    "goal/reached": ("goals reached", ":"),
-}
+
+@dataclass(frozen=True)
+class Panel:
+    """A second panel of train.csv metrics under the returns, drawn when a run logged
+    any of them. Flat TD-MPC2 draws none; an extension of the agent names its own
+    diagnostics here. `left` metrics share the left axis, the others a right axis in
+    [0, 1] (shares, similarities)."""
+
+    metrics: dict[str, tuple[str, str]]  # train.csv key: (label, line style)
+    left: tuple[str, ...] = ()
+    left_label: str = ""
+    right_label: str = ""
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -79,12 +86,13 @@ def plot_runs(
     task: str | None = None,
     out: str | Path | None = None,
     methods: Sequence[str] = ("tdmpc2",),
+    panel: Panel | None = None,
 ) -> Path:
     """Writes the PNG (default RUN_DIR0/curve.png) and returns its path.
 
     Per run: evaluation returns (markers) and training episode returns (faint, same
     colour); published curves as dashed lines with their seed band; and, when a run
-    logged the Director's goal metrics, a second panel with them.
+    logged any of `panel`'s metrics, a second panel with them.
     """
     import matplotlib
 
@@ -97,9 +105,10 @@ def plot_runs(
         raise FileNotFoundError(f"reference directory {reference} not found")
     runs = [(Path(d), run_curve(Path(d))) for d in run_dirs]
     train = {d: _train_rows(d) for d, _ in runs}
-    goals = any(k in rows[0] for rows in train.values() if rows for k in GOAL_METRICS)
+    metrics = panel.metrics if panel is not None else {}
+    second = any(k in rows[0] for rows in train.values() if rows for k in metrics)
     fig, axes = plt.subplots(
-        2 if goals else 1, 1, figsize=(7, 7 if goals else 4.5), sharex=True, squeeze=False
+        2 if second else 1, 1, figsize=(7, 7 if second else 4.5), sharex=True, squeeze=False
     )
     ax = axes[0][0]
     max_step = 0.0
@@ -126,8 +135,8 @@ def plot_runs(
             ax.set_xlim(0, max_step * 1.05)
     ax.set_ylabel("episode return (markers: evaluation)")
     ax.set_title(task or "")
-    if goals:
-        _plot_goal_metrics(axes[1][0], train)
+    if second:
+        _plot_panel(axes[1][0], train, panel)
     for (row_ax,) in axes:
         row_ax.grid(alpha=0.3)
         row_ax.legend(fontsize=8)
@@ -144,17 +153,17 @@ def _train_rows(run_dir: Path) -> list[dict[str, str]]:
     return read_rows(path) if path.is_file() else []
 
 
-def _plot_goal_metrics(ax, train: dict[Path, list[dict[str, str]]]) -> None:
-    """Perplexity on the left axis (1 to the number of codes); shares in [0, 1] on the right."""
+def _plot_panel(ax, train: dict[Path, list[dict[str, str]]], panel: Panel) -> None:
+    """The panel's `left` metrics on the left axis; the rest in [0, 1] on the right."""
     shares = ax.twinx()
     shares.set_ylim(0, 1)
     for i, (run_dir, rows) in enumerate(train.items()):
         name = run_dir.name if len(train) > 1 else ""
-        for key, (label, style) in GOAL_METRICS.items():
+        for key, (label, style) in panel.metrics.items():
             steps, values = column(rows, key)
             if steps:
-                target = ax if key == "goal/perplexity" else shares
+                target = ax if key in panel.left else shares
                 target.plot(steps, values, style, color=f"C{i}", label=f"{label} {name}".strip())
-    ax.set_ylabel("code perplexity")
-    shares.set_ylabel("goal similarity, share reached")
+    ax.set_ylabel(panel.left_label)
+    shares.set_ylabel(panel.right_label)
     shares.legend(fontsize=8, loc="lower right")

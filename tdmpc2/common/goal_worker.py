@@ -2,10 +2,11 @@
 
 The planner (TD-MPC2's MPPI) stays the Worker that acts. It sees a goal only over its
 3-step horizon unless something values goals beyond it: the goal critic Q_g(z, a, g)
-gives that value (`value`, handed to the agent as its `goal_value`), and the policy
+gives that value (`value`, the planner's GoalTerm reads it as `goal_value`), and the policy
 prior pi_g(z, g) is how the Manager imagines the Worker pursuing a goal. Both learn
 from replay transitions with goals relabelled in hindsight (latents reached later in
-the same episode) or decoded from random codes (the goals the Manager hands out).
+the same episode, `sample_relabelled`) or decoded from random codes (the goals the
+Manager hands out).
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tdmpc2.common.buffer import Buffer
 from tdmpc2.common.checkpoint import OwnOptimisers
 from tdmpc2.common.layers import QEnsemble, mlp
-from tdmpc2.common.math import cosine_max, gaussian_logprob, squash
+from tdmpc2.common.math import gaussian_logprob, squash
+from tdmpc2.common.multitask_buffer import MultitaskBuffer
+from tdmpc2.common.planning_terms import cosine_max
 
 
 class GoalWorker(OwnOptimisers, nn.Module):
@@ -101,7 +105,7 @@ class GoalWorker(OwnOptimisers, nn.Module):
     def value(
         self, z: torch.Tensor, goal: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Goal value [N, 1] in [0, 1] of latents z under pi_g: the planner's `goal_value`."""
+        """Goal value [N, 1] in [0, 1] of latents z under pi_g: the GoalTerm's `goal_value`."""
         mu = self.pi(z, goal.expand_as(z), mask)[0]
         return self.q(z, mu, goal.expand_as(z)).mean(0).clamp(0, 1)
 
@@ -168,3 +172,34 @@ class GoalWorker(OwnOptimisers, nn.Module):
             "worker/goal_pi_loss": pi_loss.detach(),
             "worker/goal_value": goal_q.detach().mean(),
         }
+
+
+def sample_relabelled(
+    buffer: Buffer | MultitaskBuffer, max_offset: int, batch_size: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Replay transitions with hindsight goals, what the goal critic and the Goal-VAE
+    learn from: obs, action, next_obs, goal_obs and terminated (1 where next_obs ended
+    the episode by a true termination), each [B, ...]; a task set's batch adds `task` [B].
+
+    goal_obs is the observation 1..max_offset steps (uniform) after obs in the same
+    episode; an offset past the episode's end falls back to next_obs. It reads the
+    buffer's storage and draws from its generator, as `Buffer.sample` does.
+    """
+    if isinstance(buffer, MultitaskBuffer):  # each row from its own task's replay
+        return buffer.draw(batch_size, lambda part, n: sample_relabelled(part, max_offset, n), 0)
+    start = buffer._draw_starts(batch_size or buffer.batch_size)
+    following = (start + 1) % buffer.capacity
+    offset = torch.randint(1, int(max_offset) + 1, start.shape, generator=buffer._generator)
+    goal = (start + offset) % buffer.capacity
+    same = (buffer._episode[goal] == buffer._episode[start]) & (
+        buffer._index[goal] - buffer._index[start] == offset
+    )
+    goal = torch.where(same, goal, following)
+    batch = {
+        "obs": buffer._stacked_obs(start),
+        "action": buffer._action[start],
+        "next_obs": buffer._stacked_obs(following),
+        "goal_obs": buffer._stacked_obs(goal),
+        "terminated": buffer._terminated[start],
+    }
+    return {k: v.to(buffer.device) for k, v in batch.items()}

@@ -168,15 +168,12 @@ class SimNorm(nn.Module):
 
 
 class NormedLinear(nn.Linear):
-    """Linear -> (dropout) -> LayerNorm -> activation."""
+    """Linear -> LayerNorm -> activation. (The Q heads' dropout lives in QEnsemble.)"""
 
-    def __init__(
-        self, in_dim: int, out_dim: int, act: nn.Module | None = None, dropout: float = 0.0
-    ) -> None:
+    def __init__(self, in_dim: int, out_dim: int, act: nn.Module | None = None) -> None:
         super().__init__(in_dim, out_dim)
         self.ln = nn.LayerNorm(out_dim)
         self.act = act if act is not None else Mish()
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._fusable(x):
@@ -195,9 +192,7 @@ class NormedLinear(nn.Linear):
         return self._normalize_activate(torch.addmm(zw, a, self.weight[:, k:].T))
 
     def _fusable(self, x: torch.Tensor) -> bool:
-        return (
-            self.dropout is None and isinstance(self.act, Mish | SimNorm) and cpu_kernels.usable(x)
-        )
+        return isinstance(self.act, Mish | SimNorm) and cpu_kernels.usable(x)
 
     def _fused(self, xw: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """The native kernel adds the bias: the matmul skips broadcasting it into its output."""
@@ -206,8 +201,6 @@ class NormedLinear(nn.Linear):
         return cpu_kernels.ln_act(xw, ln.weight, ln.bias, ln.eps, lin_bias=bias, simplex=simplex)
 
     def _normalize_activate(self, x: torch.Tensor) -> torch.Tensor:
-        if self.dropout is not None:
-            x = self.dropout(x)
         x = F.layer_norm(x, self.ln.normalized_shape, self.ln.weight, self.ln.bias, self.ln.eps)
         return mish(x, inplace=True) if isinstance(self.act, Mish) else self.act(x)
 
@@ -217,14 +210,10 @@ def mlp(
     hidden: list[int],
     out_dim: int,
     act: nn.Module | None = None,
-    dropout: float = 0.0,
 ) -> nn.Sequential:
     """MLP of NormedLinear layers; the last layer is plain Linear unless `act` is given."""
     dims = [in_dim, *hidden]
-    layers: list[nn.Module] = [
-        NormedLinear(dims[i], dims[i + 1], dropout=dropout if i == 0 else 0.0)
-        for i in range(len(hidden))
-    ]
+    layers: list[nn.Module] = [NormedLinear(dims[i], dims[i + 1]) for i in range(len(hidden))]
     layers.append(NormedLinear(dims[-1], out_dim, act=act) if act else nn.Linear(dims[-1], out_dim))
     return nn.Sequential(*layers)
 

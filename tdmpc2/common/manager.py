@@ -88,8 +88,8 @@ class Manager(OwnOptimisers, nn.Module):
     ) -> None:
         super().__init__()
         checks = [
-            (n_latents >= 1, f"manager.n_latents must be >= 1, got {n_latents}"),
-            (n_classes >= 2, f"manager.n_classes must be >= 2, got {n_classes}"),
+            (n_latents >= 1, f"goal_vae.n_latents must be >= 1, got {n_latents}"),
+            (n_classes >= 2, f"goal_vae.n_classes must be >= 2, got {n_classes}"),
             (lr > 0, f"manager.lr must be > 0, got {lr}"),
             (0 <= gamma <= 1, f"manager.gamma must be in [0, 1], got {gamma}"),
             (0 <= lam <= 1, f"manager.lam must be in [0, 1], got {lam}"),
@@ -103,7 +103,7 @@ class Manager(OwnOptimisers, nn.Module):
                 f"manager.entropy_target must be null or in (0, 1), got {entropy_target}",
             ),
             (return_floor > 0, f"manager.return_floor must be > 0, got {return_floor}"),
-            (grad_clip > 0, f"manager.grad_clip must be > 0, got {grad_clip}"),
+            (grad_clip > 0, f"Manager grad_clip must be > 0, got {grad_clip}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -94,17 +94,6 @@ def discount_for(episode_length: int, denom: float, low: float, high: float) -> 
     return float(min(max((frac - 1) / frac, low), high))
 
 
-def cosine_max(z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-    """Director's goal similarity [..., 1]: z.g over the larger squared norm.
-
-    1 at the goal and in [0, 1] for non-negative (SimNorm) latents, so a goal term built
-    on it keeps its size across latent widths and model sizes.
-    """
-    dot = (z * goal).sum(-1, keepdim=True)
-    norm = torch.maximum(z.pow(2).sum(-1, keepdim=True), goal.pow(2).sum(-1, keepdim=True))
-    return dot / norm.clamp_min(1e-8)
-
-
 def gumbel_noise(
     shape: torch.Size, device: torch.device | None = None, generator: torch.Generator | None = None
 ) -> torch.Tensor:

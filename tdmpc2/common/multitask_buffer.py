@@ -22,7 +22,6 @@ from tdmpc2.common.buffer import Buffer
 from tdmpc2.common.checkpoint import one_line
 
 PUBLIC_KEYS = ("obs", "action", "reward", "task")
-PADDED = ("obs", "next_obs", "goal_obs", "action")  # to the set's widest
 
 
 class MultitaskBuffer:
@@ -52,26 +51,18 @@ class MultitaskBuffer:
 
     def sample(self, batch_size: int | None = None) -> dict[str, torch.Tensor]:
         """Subsequences as `Buffer.sample` returns them ([steps, B, ...]), plus `task` [B]."""
-        return self._draw(batch_size, lambda buffer, n: buffer.sample(n), dim=1)
+        return self.draw(batch_size, lambda buffer, n: buffer.sample(n), dim=1)
 
-    def sample_relabelled(
-        self, max_offset: int, batch_size: int | None = None
-    ) -> dict[str, torch.Tensor]:
-        """Transitions with hindsight goals as `Buffer.sample_relabelled` returns them
-        ([B, ...]; goals from the row's own episode), plus `task` [B]: the hierarchy's
-        replay, drawn like `sample`'s."""
-        return self._draw(
-            batch_size, lambda buffer, n: buffer.sample_relabelled(max_offset, n), dim=0
-        )
-
-    def _draw(
+    def draw(
         self,
         batch_size: int | None,
         draw: Callable[[Buffer, int], dict[str, torch.Tensor]],
         dim: int,
     ) -> dict[str, torch.Tensor]:
         """`draw(part, count)` from each part, the counts drawn in proportion to the parts'
-        sizes; observations and actions padded, the pieces joined along the batch `dim`."""
+        sizes; observations (every key ending in `obs`) and actions padded to the set's
+        widest, the pieces joined along the batch `dim`. Public so that other ways of
+        sampling a single-task `Buffer` get their multi-task version from it."""
         n = batch_size or self.batch_size
         picks = torch.multinomial(self._weights, n, replacement=True, generator=self._generator)
         counts = torch.bincount(picks, minlength=len(self.parts)).tolist()
@@ -84,7 +75,7 @@ class MultitaskBuffer:
         for key in pieces[0]:
             parts = [piece[key] for piece in pieces]
             width = self.action_dim if key == "action" else self.obs_dim
-            if key in PADDED:
+            if key == "action" or key.endswith("obs"):
                 parts = [F.pad(x, (0, width - x.shape[-1])) for x in parts]
             batch[key] = torch.cat(parts, dim=dim)
         batch["task"] = torch.cat(tasks).to(self.device)

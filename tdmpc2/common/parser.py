@@ -62,18 +62,24 @@ def quote_task_list(argv: list[str]) -> list[str]:
     ]
 
 
+def key_groups() -> list[Path]:
+    """YAML files in tdmpc2/configs/ beside config.yaml: groups of keys an extension of
+    the agent adds (none in flat TD-MPC2), each listed in config.yaml's `defaults` as
+    `optional configs: <name>` so Hydra composes it."""
+    return sorted((CONFIG_DIR / "configs").glob("*.yaml"))
+
+
 def register_configs() -> None:
-    """Hands config.yaml (and the Director config when present) to Hydra's ConfigStore.
+    """Hands config.yaml and the `key_groups` to Hydra's ConfigStore.
 
     Pointed at the tdmpc2/ folder, Hydra would take its sub-packages (trainer/, envs/)
-    for config groups, and `trainer=director` would fail as a group override.
+    for config groups, and a `trainer=...` override would fail as a group override.
     """
     store = ConfigStore.instance()
     store.store(name="config", node=OmegaConf.load(CONFIG_DIR / "config.yaml"))
-    director = CONFIG_DIR / "configs" / "director.yaml"
-    if director.is_file():
-        node = OmegaConf.load(director)
-        store.store(group="configs", name="director", node=node, package="_global_")
+    for path in key_groups():
+        node = OmegaConf.load(path)
+        store.store(group="configs", name=path.stem, node=node, package="_global_")
 
 
 class ConfigError(ValueError):
@@ -119,11 +125,10 @@ def _check(ok: bool, message: str) -> None:
 
 
 def defaults() -> dict:
-    """config.yaml with the Director keys (when present): the types overrides must keep."""
+    """config.yaml with the `key_groups`' keys: the types overrides must keep."""
     cfg = OmegaConf.load(CONFIG_DIR / "config.yaml")
-    director = CONFIG_DIR / "configs" / "director.yaml"
-    if director.is_file():
-        cfg = OmegaConf.merge(cfg, OmegaConf.load(director))
+    for path in key_groups():
+        cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
     return OmegaConf.to_container(cfg)  # `???` (filled in later) stays a string
 
 

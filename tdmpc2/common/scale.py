@@ -10,8 +10,8 @@ class RunningScale(nn.Module):
     """Tracks the 5th-95th percentile range of Q so the policy loss is scale-free.
 
     The range is smoothed with rate `tau` and never drops below `floor` (TD-MPC2: 1), so
-    tiny early Q-values are not blown up; a lower floor lets a small-valued term, such as
-    the Manager's exploration bonus, count as much as its spread says.
+    tiny early Q-values are not blown up; a lower floor lets a small-valued quantity
+    count as much as its spread says.
     """
 
     def __init__(self, tau: float = 0.01, floor: float = 1.0) -> None:

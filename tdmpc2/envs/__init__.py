@@ -60,7 +60,7 @@ def terminates(task: str) -> bool:
 def _repeated(task: str, env: TimeLimit, repeat: int) -> TimeLimit:
     """`env` with each action held for `repeat` simulator steps and its time limit cut to
     match (rounded up): the knob that sets how many agent steps a maze's corridor takes,
-    hence how far the planner's horizon and the Manager's goals reach."""
+    hence how far the planner's horizon reaches."""
     if _builder(task) in (dmcontrol.make, metaworld.make):
         raise ValueError(
             f"action_repeat={repeat}: {task} keeps TD-MPC2's action repeat of 2; the key "

@@ -7,7 +7,7 @@ written out so that names resolve, and unknown ones fail, without importing dm_c
 (which loads MuJoCo and probes for an OpenGL backend); a test checks it against
 `dm_control.suite.ALL_TASKS`. TD-MPC2's own tasks outside the suite (`CUSTOM_TASKS`, the
 eleven of mt30 that the suite lacks) resolve the same way and are built by
-`dmcontrol_custom`.
+`dmcontrol_custom`. The tables live in `dmcontrol_tasks`, which both modules read.
 """
 
 from __future__ import annotations
@@ -17,49 +17,12 @@ import os
 import numpy as np
 from gymnasium import spaces
 
+from tdmpc2.envs.dmcontrol_tasks import CUSTOM_TASKS, SHORT_DOMAINS, SUITE_TASKS
 from tdmpc2.envs.wrappers import ActionRepeat, NumpyEnv, Step, TimeLimit
 from tdmpc2.envs.wrappers.render import RENDERER_HINT, RendererError, mujoco_render_guard
 
 ACTION_REPEAT = 2
 EPISODE_LENGTH = 500  # agent steps: the suite's 1000 simulator steps at action repeat 2
-SHORT_DOMAINS = {"cup": "ball_in_cup", "pointmass": "point_mass"}
-SUITE_TASKS: dict[str, tuple[str, ...]] = {
-    "acrobot": ("swingup", "swingup_sparse"),
-    "ball_in_cup": ("catch",),
-    "cartpole": (
-        "balance",
-        "balance_sparse",
-        "swingup",
-        "swingup_sparse",
-        "two_poles",
-        "three_poles",
-    ),
-    "cheetah": ("run",),
-    "dog": ("stand", "walk", "trot", "run", "fetch"),
-    "finger": ("spin", "turn_easy", "turn_hard"),
-    "fish": ("upright", "swim"),
-    "hopper": ("stand", "hop"),
-    "humanoid": ("stand", "walk", "run", "run_pure_state"),
-    "humanoid_CMU": ("stand", "walk", "run"),
-    "lqr": ("lqr_2_1", "lqr_6_2"),
-    "manipulator": ("bring_ball", "bring_peg", "insert_ball", "insert_peg"),
-    "pendulum": ("swingup",),
-    "point_mass": ("easy", "hard"),
-    "quadruped": ("walk", "run", "escape", "fetch"),
-    "reacher": ("easy", "hard"),
-    "stacker": ("stack_2", "stack_4"),
-    "swimmer": ("swimmer6", "swimmer15"),
-    "walker": ("stand", "walk", "run"),
-}
-# TD-MPC2's own tasks on suite domains, in suite spelling (see dmcontrol_custom).
-CUSTOM_TASKS: dict[str, tuple[str, ...]] = {
-    "walker": ("walk_backwards", "run_backwards"),
-    "cheetah": ("run_backwards", "run_front", "run_back", "jump"),
-    "hopper": ("hop_backwards",),
-    "reacher": ("three_easy", "three_hard"),
-    "ball_in_cup": ("spin",),
-    "pendulum": ("spin",),
-}
 _SHORT_NAME = {domain: short for short, domain in SHORT_DOMAINS.items()}
 
 

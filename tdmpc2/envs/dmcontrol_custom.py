@@ -24,7 +24,7 @@ from dm_control.rl import control
 from dm_control.suite import ball_in_cup, base, cheetah, common, hopper, pendulum, reacher, walker
 from dm_control.utils import rewards
 
-from tdmpc2.envs.dmcontrol import CUSTOM_TASKS
+from tdmpc2.envs.dmcontrol_tasks import CUSTOM_TASKS
 
 INF = float("inf")
 

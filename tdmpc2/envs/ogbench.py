@@ -1,6 +1,6 @@
 """OGBench's long-horizon mazes, named `ogbench-<id>`: `ogbench-pointmaze-medium-singletask-v0`.
 
-The mazes are where a hierarchy should pay: -1 every step, 0 on reaching the goal, which
+The mazes are sparse and long: -1 every step, 0 on reaching the goal, which
 ends the episode, and a goal far enough that random actions never reach it in 1,000 steps.
 They are episodic by default (the goal ends the episode). `ogbench` is an optional extra
 (`pip install -e '.[ogbench]'`); names resolve without it, and building one fails with a

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from tdmpc2.agent import TDMPC2
 from tdmpc2.common import checkpoint
 from tdmpc2.common.buffer import STORAGE, Buffer
-from tdmpc2.common.curves import plot_runs, reference_curve
+from tdmpc2.common.curves import Panel, plot_runs, reference_curve
 from tdmpc2.common.logger import Logger
 from tdmpc2.common.progress import Progress, duration
 from tdmpc2.common.seed import env_rng_state, rng_state, set_env_rng_state, set_rng_state
@@ -44,6 +44,11 @@ class Trainer:
     """Owns the loop around an agent; subclasses decide where the data comes from."""
 
     kind = "tdmpc2"
+    # A second panel of train.csv metrics in curve.png; flat TD-MPC2 logs returns only.
+    curve_panel: Panel | None = None
+    # Keys evaluate.py takes from the command line over a checkpoint's own (how to act,
+    # never what was learnt), logged with the results; flat TD-MPC2 has none.
+    control_keys: tuple[str, ...] = ()
     # What one unit of each phase costs, in timed parts (seconds per env step, planner
     # call, update); the time left is the units left per phase times these sums.
     phase_costs: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -264,7 +269,7 @@ class Trainer:
             return
         run_dir = self.logger.run_dir
         try:
-            plot_runs([run_dir], self._reference, out=run_dir / "curve.png")
+            plot_runs([run_dir], self._reference, out=run_dir / "curve.png", panel=self.curve_panel)
         except Exception as err:
             self.logger.write(f"warning: curve.png disabled ({type(err).__name__}: {err})")
             self._can_plot = False

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import functools
+import inspect
 
 import torch
 from omegaconf import DictConfig
 
 from tdmpc2.agent import TDMPC2
 from tdmpc2.common.buffer import Buffer
+from tdmpc2.common.curves import Panel
 from tdmpc2.common.goal_vae import GoalVAE
-from tdmpc2.common.goal_worker import GoalWorker
+from tdmpc2.common.goal_worker import GoalWorker, sample_relabelled
 from tdmpc2.common.logger import Logger
 from tdmpc2.common.manager import Manager
-from tdmpc2.common.math import cosine_max
 from tdmpc2.common.multitask_buffer import MultitaskBuffer
 from tdmpc2.common.parser import ConfigError
+from tdmpc2.common.planning_terms import GoalTerm, NoveltyTerm, PlanningTerm, cosine_max
 from tdmpc2.trainer.base import Trainer
 from tdmpc2.trainer.offline_trainer import OfflineTrainer
 from tdmpc2.trainer.online_trainer import OnlineTrainer
@@ -53,6 +55,29 @@ def check_director_cfg(cfg: DictConfig) -> None:
         raise ConfigError(f"manager.frontier_patience must be >= 1, got {m.frontier_patience}")
     if w.goal_scale not in ("spread", "range"):
         raise ConfigError(f"worker.goal_scale must be spread or range, got {w.goal_scale}")
+
+
+# The goal metrics of train.csv under the returns in curve.png (and bench/plot.py): code
+# perplexity on the left axis (1 to the number of classes), shares on the right.
+GOAL_PANEL = Panel(
+    metrics={
+        "goal/perplexity": ("code perplexity", "-"),
+        "goal/similarity": ("goal similarity", "--"),
+        "goal/reached": ("goals reached", ":"),
+    },
+    left=("goal/perplexity",),
+    left_label="code perplexity",
+    right_label="goal similarity, share reached",
+)
+
+
+def keys_for(cls: type, group: DictConfig) -> dict:
+    """The keys of a config group (`goal_vae`, `manager`, `worker`) that `cls` takes as
+    constructor arguments: a key added to the group and to the constructor reaches it
+    with no edit here. Keys the trainer reads itself (`manager.goal_interval`, ...) are
+    not arguments and stay in the group."""
+    params = inspect.signature(cls).parameters
+    return {key: value for key, value in group.items() if key in params}
 
 
 FRONTIER_CANDIDATES = 256  # replay states ranked for each frontier goal
@@ -100,6 +125,10 @@ class Hierarchy(Trainer):
     """
 
     kind = "director"
+    curve_panel = GOAL_PANEL
+    # evaluate.py: the goal weight (0: the control planner), whether evaluation steers by
+    # goals at all, and how the Manager picks its codes.
+    control_keys = ("worker.goal_coef", "worker.eval_goals", "manager.deterministic")
 
     def __init__(
         self,
@@ -113,41 +142,22 @@ class Hierarchy(Trainer):
         super().__init__(cfg, env, agent, buffer, logger)
         g, m, w = cfg.goal_vae, cfg.manager, cfg.worker
         self.goal_vae = GoalVAE(
+            **keys_for(GoalVAE, g),
             latent_dim=cfg.latent_dim,
-            n_latents=g.n_latents,
-            n_classes=g.n_classes,
-            hidden_dim=g.hidden_dim,
-            kl_weight=g.kl_weight,
-            temp_start=g.temp_start,
-            temp_min=g.temp_min,
-            anneal_steps=g.anneal_steps,
             simnorm_dim=cfg.simnorm_dim,
-            lr=g.lr,
             device=agent.device,
         )
         self.manager = Manager(
+            **keys_for(Manager, m),
             latent_dim=cfg.latent_dim,
             n_latents=g.n_latents,
             n_classes=g.n_classes,
-            hidden_dim=m.hidden_dim,
-            lr=m.lr,
-            gamma=m.gamma,
-            lam=m.lam,
-            entropy_coef=m.entropy_coef,
-            exploration_weight=m.exploration_weight,
-            return_floor=m.return_floor,
-            advantage_norm=m.advantage_norm,
-            entropy_target=m.entropy_target,
             device=agent.device,
         )
         self.worker = GoalWorker(
+            **keys_for(GoalWorker, w),
             latent_dim=cfg.latent_dim,
             action_dim=cfg.action_dim,
-            hidden_dim=w.hidden_dim,
-            goal_discount=w.goal_discount,
-            goal_coef=w.goal_coef,
-            task_coef=w.task_coef,
-            lr=w.lr,
             tau=cfg.tau,
             entropy_coef=cfg.entropy_coef,
             log_std_min=cfg.log_std_min,
@@ -155,9 +165,6 @@ class Hierarchy(Trainer):
             grad_clip=cfg.grad_clip_norm,
             device=agent.device,
         )
-        agent.goal_value = self.worker.value
-        if float(w.novelty_coef) > 0:  # the Manager's exploration bonus, in the planner too
-            agent.novelty = self.goal_vae.recon_error
         self.interval = int(m.goal_interval)
         self._goal: torch.Tensor | None = None
         self._frontier: torch.Tensor | None = None  # the running episode's frontier goal
@@ -180,10 +187,40 @@ class Hierarchy(Trainer):
             self._choose_goal(obs, t, eval_mode)
         if not eval_mode and self.seeding:
             return self.env.rand_act()
-        # The Manager still picks codes in evaluation without goals, so its goal reach
-        # there says where it would have led the planner.
-        goal = self._goal if not eval_mode or self.cfg.worker.eval_goals else None
-        return self.agent.act(obs, t0=t == 0, eval_mode=eval_mode, task=self.acting_task, goal=goal)
+        terms = self.planning_terms(eval_mode)
+        return self.agent.act(
+            obs, t0=t == 0, eval_mode=eval_mode, task=self.acting_task, terms=terms
+        )
+
+    def planning_terms(self, eval_mode: bool) -> list[PlanningTerm]:
+        """What the planner adds to the task value this step: the goal term (valued beyond
+        the horizon by the goal critic) and, while training with `worker.novelty_coef`,
+        the Manager's exploration bonus (the Goal-VAE's reconstruction error).
+
+        While training the task value weighs `worker.task_coef` (Director's worker: 0,
+        goals alone); evaluation plans for the task, towards the goal only with
+        `worker.eval_goals`. The Manager still picks codes in evaluation without goals, so
+        its goal reach there says where it would have led the planner. Built each step
+        from the config, so evaluate.py's control keys take effect on a loaded run.
+        """
+        w, agent = self.cfg.worker, self.agent
+        if eval_mode and not w.eval_goals:
+            return []
+        shared = {"scale": agent.scale, "mode": w.goal_scale}
+        shared["value_spread_floor"] = w.value_spread_floor
+        goal = GoalTerm(
+            self._goal,
+            goal_discount=w.goal_discount,
+            horizon=self.cfg.horizon,
+            coef=w.goal_coef,
+            goal_value=self.worker.value,
+            action_masks=getattr(agent.model, "action_masks", None),
+            task_weight=1.0 if eval_mode else float(w.task_coef),
+            **shared,
+        )
+        if eval_mode or float(w.novelty_coef) <= 0:
+            return [goal]
+        return [goal, NoveltyTerm(self.goal_vae.recon_error, coef=w.novelty_coef, **shared)]
 
     def _choose_goal(self, obs: torch.Tensor, t: int, eval_mode: bool) -> None:
         """Random codes while seeding, then the Manager's: sampled in evaluation too, as
@@ -274,7 +311,7 @@ class Hierarchy(Trainer):
         """Goal-VAE, goal critic and policy on relabelled replay; the Manager in imagination.
         Multi-task batches carry each row's task: the Manager imagines with its start's."""
         model, w = self.agent.model, self.cfg.worker
-        batch = self.buffer.sample_relabelled(int(w.relabel_offset), int(w.batch_size))
+        batch = sample_relabelled(self.buffer, int(w.relabel_offset), int(w.batch_size))
         task = batch.get("task")  # [B] task indices in multi-task training
         mask = None if task is None else model.action_masks[task]
         with torch.no_grad():

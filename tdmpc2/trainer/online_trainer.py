@@ -37,16 +37,14 @@ class OnlineTrainer(Trainer):
         self._pretrained = False
         self._pretrain_left = 0  # updates of the pretraining burst still to run
 
-    def on_episode_start(self) -> None:
-        """Hook for subclasses (the hierarchy resets its goal here)."""
-
     def after_env_step(self, obs: torch.Tensor, reward: float, done: bool, info: dict) -> None:
-        """Hook for subclasses that need every transition (the hierarchy sums rewards)."""
+        """Called after every training step with what the environment returned; a no-op in
+        flat TD-MPC2, which learns from the stored episode alone. Subclasses that score
+        their acting step by step (e.g. against a target they chose) override it."""
 
     def _new_episode(self) -> None:
         self._episode_rng = env_rng_state(self.env)
         obs = self.env.reset()
-        self.on_episode_start()
         self._episode = {"obs": [obs], "action": [], "reward": [], "terminated": []}
         self._episode_started = time.time()
 

@@ -23,8 +23,9 @@ PRESETS = ROOT / "tdmpc2" / "configs" / "task"
 # checks them against its saved config.yaml).
 CPU_OVERRIDES = ["model_size=1", "steps=8000", "eval_freq=2000", "eval_episodes=2", "threads=1"]
 CPU_STUDY = "bench/results/walker-defaults"
-# Its wall time, measured with `make train` on a fresh clone of 2026-12-06 (README).
-CPU_MEASURED = "about an hour"
+# Its wall time: about an hour on an idle core (the study's step times); on 2026-12-06 a
+# fresh clone's `make train` beside other runs (load 6 on 2 cores) needed about 2.5 h (README).
+CPU_MEASURED = "about an hour on an idle core, longer beside other runs"
 
 
 def default_task() -> str:
@@ -52,7 +53,7 @@ def choose(overrides: list[str], gpu: bool) -> tuple[list[str], list[str]]:
         return [f"task={task}", *overrides], lines
     lines = [
         f"first run: no GPU: task={task} at the CPU setting of {CPU_STUDY} "
-        f"({' '.join(CPU_OVERRIDES)}); {CPU_MEASURED} on one core.",
+        f"({' '.join(CPU_OVERRIDES)}); {CPU_MEASURED}.",
         f"The full-size run (model_size 5, the preset's steps; a GPU, or about 10 h on a "
         f"2-core CPU): make train TASK={task}",
     ]

@@ -15,7 +15,7 @@ from tdmpc2.common.parser import ConfigError
 from tdmpc2.common.planning_terms import cosine_max
 from tdmpc2.evaluate import evaluate
 from tdmpc2.train import build
-from tdmpc2.trainer.director_trainer import check_director_cfg
+from tdmpc2.trainer.director_trainer import FRONTIER_CANDIDATES, check_director_cfg, rarity
 from tests.conftest import TINY, compose_cfg, make_cfg
 from tests.test_resume import assert_same
 from tests.test_same_numbers import RUN, assert_same_as_baseline
@@ -324,35 +324,43 @@ def test_eval_goals_decides_whether_evaluation_plans_towards_the_goal(tmp_path, 
     assert len(trainer._eval_stats["codes"]) == 1
 
 
-def test_frontier_goal_is_the_rarest_replay_state_held_until_it_stops_getting_nearer(tmp_path):
-    """With manager.frontier=1 a training episode's first goal is the replay latent the
-    Goal-VAE reconstructs worst among those drawn; it is held until frontier_patience
-    intervals in a row end no nearer it than the best so far, then the Manager picks;
+def test_rarity_is_large_where_latents_are_sparse():
+    """A lone latent is rarer than any in a tight cluster, whatever the common offset."""
+    torch.manual_seed(0)
+    common = torch.rand(16)
+    cluster = common + 0.01 * torch.randn(40, 16)
+    lone = common + 0.5 * torch.randn(1, 16)
+    scores = rarity(torch.cat([cluster, lone]))
+    assert scores.argmax() == 40
+    assert scores[40] > 2 * scores[:40].max()
+
+
+def test_frontier_goal_is_the_rarest_replay_state_held_for_frontier_hold(tmp_path):
+    """With manager.frontier=1 a training episode's first goal is the rarest replay latent
+    among those drawn; it is held for frontier_hold intervals, then the Manager picks;
     evaluation never uses it. It survives a checkpoint."""
-    trainer = filled_director(tmp_path, ["manager.frontier=1", "manager.frontier_patience=2"])
+    trainer = filled_director(tmp_path, ["manager.frontier=1", "manager.frontier_hold=2"])
     trainer._step = int(trainer.cfg.seed_steps)  # past seeding
-    torch.manual_seed(0)
+    drawn = trainer.buffer._generator.get_state()
     frontier = trainer._frontier_goal()
-    torch.manual_seed(0)
-    z = trainer.agent.model.encode(trainer.buffer.sample(256)["obs"][0])
-    errors = trainer.goal_vae.recon_error(z)
-    assert torch.equal(frontier, z[errors.argmax()].unsqueeze(0))
-    assert errors.max() > errors.median()
+    trainer.buffer._generator.set_state(drawn)
+    z = trainer.agent.model.encode(trainer.buffer.sample(FRONTIER_CANDIDATES)["obs"][0])
+    assert torch.equal(frontier, z[rarity(z).argmax()].unsqueeze(0))
 
     start = torch.zeros(trainer.cfg.obs_shape["state"][0])
     trainer._choose_goal(start, 0, eval_mode=False)
     held, k = trainer._goal, trainer.interval
     assert trainer._frontier is not None and torch.equal(held, trainer._frontier)
-    trainer._frontier_best = -1.0  # the next interval ends nearer than ever: a new best
-    trainer._choose_goal(start, k, eval_mode=False)
-    assert trainer._frontier_stalls == 0 and torch.equal(trainer._goal, held)
     saved = trainer.state_dict()["director"]["frontier"]
-    assert torch.equal(saved[0], held) and saved[2] == 0
-    trainer._choose_goal(start, 2 * k, eval_mode=False)  # the same place: one stall
-    assert trainer._frontier_stalls == 1 and torch.equal(trainer._goal, held)
-    trainer._choose_goal(start, 3 * k, eval_mode=False)  # two: the Manager takes over
+    assert torch.equal(saved["goal"], held) and saved["left"] == 2
+    trainer._choose_goal(start, k, eval_mode=False)  # the second interval: still held
+    assert torch.equal(trainer._goal, held)
+    resumed = filled_director(tmp_path / "resumed", ["manager.frontier=1"])
+    resumed.load_state_dict(trainer.state_dict())
+    assert torch.equal(resumed._frontier, held) and resumed._frontier_left == 1
+    trainer._choose_goal(start, 2 * k, eval_mode=False)  # held for two: the Manager's turn
     assert trainer._frontier is None
-    assert trainer._stats["frontier"] == [1.0, 1.0, 1.0, 0.0]
+    assert trainer._stats["frontier"] == [1.0, 1.0, 0.0]
     trainer._choose_goal(start, 0, eval_mode=True)
     assert trainer._frontier is None and trainer._eval_stats["frontier"] == [0.0]
 
@@ -370,7 +378,7 @@ def test_frontier_goal_is_the_rarest_replay_state_held_until_it_stops_getting_ne
         ("worker.novelty_coef=-1", "worker.novelty_coef must be >= 0, got -1"),
         ("worker.task_coef=-1", "worker.task_coef must be >= 0, got -1"),
         ("manager.frontier=1.5", "manager.frontier must be in [0, 1], got 1.5"),
-        ("manager.frontier_patience=0", "manager.frontier_patience must be >= 1, got 0"),
+        ("manager.frontier_hold=0", "manager.frontier_hold must be >= 1, got 0"),
     ],
 )
 def test_check_director_cfg_rejects_with_one_line(override, message):

@@ -35,7 +35,7 @@ ADDED_SINCE = {
     "worker.task_coef": 1.0,
     "worker.eval_goals": True,
     "manager.frontier": 0.0,
-    "manager.frontier_patience": 3,  # acts only with manager.frontier > 0
+    "manager.frontier_hold": 16,  # acts only with manager.frontier > 0
 }
 
 

@@ -8,11 +8,10 @@ import torch
 from omegaconf import DictConfig
 
 from tdmpc2.agent import TDMPC2
-from tdmpc2.common.buffer import Buffer
-from tdmpc2.common.curves import run_curve
+from tdmpc2.common.buffer import Buffer, stack_episode
 from tdmpc2.common.logger import Logger
 from tdmpc2.common.seed import env_rng_state, set_env_rng_state
-from tdmpc2.trainer.base import Trainer, stack_episode
+from tdmpc2.trainer.base import Trainer
 
 
 class OnlineTrainer(Trainer):
@@ -148,17 +147,7 @@ class OnlineTrainer(Trainer):
         self.logger.write(f"finished {self._step} steps; run directory: {self.logger.run_dir}")
         if path:
             self.logger.write(f"checkpoint: {path}")
-        self._write_curve()
-
-    def _write_curve(self) -> None:
-        """The run's learning curve in one line (evaluation return by step), from eval.csv."""
-        try:
-            steps, returns = run_curve(self.logger.run_dir)
-        except (OSError, ValueError):  # no CSV logs (save_csv=false)
-            return
-        points = " | ".join(f"{int(s):,}: {r:.0f}" for s, r in zip(steps, returns, strict=True))
-        if points:
-            self.logger.write(f"evaluation return by step: {points}")
+        self._note(self.curve.summary())
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:

@@ -23,7 +23,7 @@ class Checkpoints:
     logger: Logger
     buffer: Buffer | MultitaskBuffer | None
     _step: int
-    _updates: int  # in this process, to tell whether the state moved since a save
+    _updates: int
     _nonfinite_streak: int
     _signal: int | None
     _last_checkpoint: Path | None = None

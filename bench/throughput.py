@@ -42,8 +42,9 @@ from hydra import compose, initialize  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from tdmpc2.common.buffer import stack_episode  # noqa: E402
 from tdmpc2.train import build  # noqa: E402  (registers the configs)
-from tdmpc2.trainer.base import Trainer, stack_episode  # noqa: E402
+from tdmpc2.trainer.base import Trainer  # noqa: E402
 
 # The public TD-MPC2 on this machine (CUDA calls moved to the CPU, torch 2.13, 2 threads,
 # walker-walk): seconds of act + update per step, as measured for issue 5.

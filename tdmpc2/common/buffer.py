@@ -324,3 +324,37 @@ class Buffer:
         )
         buffer.load_state_dict(state)
         return buffer
+
+
+def stack_episode(episode: dict[str, list]) -> dict[str, torch.Tensor]:
+    """An episode's per-step lists as the tensors `Buffer.add` takes."""
+    return {
+        "obs": torch.stack(episode["obs"]),
+        "action": torch.stack(episode["action"]),
+        "reward": torch.tensor(episode["reward"], dtype=torch.float32),
+        "terminated": torch.tensor(episode["terminated"], dtype=torch.float32),
+    }
+
+
+def resize_state(state: dict, capacity: int) -> dict:
+    """A saved buffer's `state_dict` for a ring of `capacity` slots (a run resumed with
+    other `steps`).
+
+    Slots are put in write order (oldest first), so an episode that wrapped around the
+    old ring's end stays contiguous, and the write pointer follows the newest slot.
+    """
+    if state["capacity"] == capacity:
+        return state
+    filled, ptr = int(state["filled"]), int(state["ptr"])
+    if filled > capacity:
+        raise ValueError(f"the replay buffer holds {filled} slots, more than {capacity} now")
+    order = (torch.arange(filled) + ptr) % max(filled, 1)
+    resized = {**state, "capacity": capacity, "ptr": filled % capacity}
+    for name in STORAGE:
+        old = state[name]
+        new = torch.full(
+            (capacity, *old.shape[1:]), -1 if name == "episode" else 0, dtype=old.dtype
+        )
+        new[:filled] = old[order]
+        resized[name] = new
+    return resized

@@ -6,11 +6,11 @@ from __future__ import annotations
 import csv
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,49 @@ def reference_curve(
         [min(v) for v in values],
         [max(v) for v in values],
     )
+
+
+class LiveCurve:
+    """A training run's own curve: run_dir/curve.png, redrawn after every evaluation
+    (over the published curve of its task when `reference_dir` holds one), and at the
+    end the evaluation returns by step in one line. Drawing never stops a run: the first
+    failure warns and ends it."""
+
+    def __init__(
+        self, cfg: DictConfig, run_dir: Path, panel: Panel | None, write: Callable[[str], None]
+    ) -> None:
+        self.cfg, self.run_dir, self.panel, self.write = cfg, run_dir, panel, write
+        self.enabled = bool(cfg.save_csv)  # drawn from the CSV logs
+        self.reference = None
+        if cfg.get("reference_dir"):
+            reference = Path(str(cfg.reference_dir)).expanduser()
+            if reference_curve(reference, "tdmpc2", str(cfg.task)):
+                self.reference = reference
+
+    def missing_reference(self) -> str | None:
+        """A warning when `reference_dir` is set but has no published curve of the task."""
+        if self.cfg.get("reference_dir") and self.reference is None:
+            return f"warning: no published curve of {self.cfg.task} in {self.cfg.reference_dir}"
+        return None
+
+    def draw(self) -> None:
+        if not self.enabled:
+            return
+        out = self.run_dir / "curve.png"
+        try:
+            plot_runs([self.run_dir], self.reference, out=out, panel=self.panel)
+        except Exception as err:
+            self.write(f"warning: curve.png disabled ({type(err).__name__}: {err})")
+            self.enabled = False
+
+    def summary(self) -> str | None:
+        """`evaluation return by step: 0: 12 | 5,000: 340`; None without CSV logs."""
+        try:
+            steps, returns = run_curve(self.run_dir)
+        except (OSError, ValueError):  # no CSV logs (save_csv=false)
+            return None
+        points = " | ".join(f"{int(s):,}: {r:.0f}" for s, r in zip(steps, returns, strict=True))
+        return f"evaluation return by step: {points}" if points else None
 
 
 def plot_runs(

@@ -112,6 +112,18 @@ class Logger:
         with open(path, "a", newline="") as f:
             csv.DictWriter(f, columns).writerow(row)
 
+    # ------------------------------------------------------------ resuming
+    def rows(self) -> dict[str, int]:
+        """Data rows per CSV log: a checkpoint keeps them to cut the logs back on resume."""
+        return {path.name: max(len(_read_csv(path)) - 1, 0) for path in self.run_dir.glob("*.csv")}
+
+    def trim(self, rows: dict[str, int]) -> None:
+        """Cuts each CSV log back to its first `rows[name]` rows (a log not named there
+        goes): what was logged after the checkpoint a run resumes from is logged again."""
+        for path in self.run_dir.glob("*.csv"):
+            _trim_csv(path, rows.get(path.name, 0))
+        self._columns.clear()  # the next row reads the header of what is left
+
     # ------------------------------------------------------------ media
     def save_video(self, frames: list[np.ndarray], step: int, name: str = "eval") -> Path | None:
         """Writes `run_dir/videos/{name}_{step}.mp4`; a failure is one warning, not a crash."""
@@ -153,3 +165,23 @@ def console_line(row: dict[str, float], category: str) -> str:
     if len(extra) <= MAX_EXTRA:
         parts += [f"{k} {row[k]:.4g}" for k in extra]
     return f"{category:<5} | " + " | ".join(parts)
+
+
+def _read_csv(path: Path) -> list[list[str]]:
+    """A CSV log's lines, header included (an empty list for an empty file)."""
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def _trim_csv(path: Path, rows: int) -> None:
+    """Keeps the header and the first `rows` rows."""
+    lines = _read_csv(path)
+    if len(lines) - 1 <= rows:
+        return
+    if rows == 0:
+        path.unlink()
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(lines[: rows + 1])
+    os.replace(tmp, path)

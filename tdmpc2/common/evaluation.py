@@ -9,13 +9,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
+from tdmpc2.agent import TDMPC2
 from tdmpc2.common.progress import Progress, duration
 
 Act = Callable[[torch.Tensor, int], torch.Tensor]  # (observation, step of the episode) -> action
+
+
+class Extension(Protocol):
+    """Learned parts that act beside the agent (a trainer's `extension`); evaluate.py builds
+    one from a checkpoint to act exactly as its training's evaluations did."""
+
+    def __init__(self, cfg: DictConfig, agent: TDMPC2) -> None: ...
+
+    def act(
+        self, obs: torch.Tensor, t: int, eval_mode: bool, task: int | None = None
+    ) -> torch.Tensor: ...
+
+    def load_models(self, state: dict) -> None: ...
+
+    def eval_metrics(self) -> dict[str, float]:
+        """What the extension measured while evaluation acted, for eval.csv; then resets."""
+        ...
 
 
 def run_episodes(

@@ -20,7 +20,7 @@ from tdmpc2.agent import TDMPC2
 from tdmpc2.common import checkpoint
 from tdmpc2.common.buffer import STORAGE, Buffer
 from tdmpc2.common.curves import Panel, plot_runs, reference_curve
-from tdmpc2.common.evaluation import run_episodes
+from tdmpc2.common.evaluation import Extension, run_episodes
 from tdmpc2.common.logger import Logger
 from tdmpc2.common.progress import Progress, duration
 from tdmpc2.common.seed import env_rng_state, rng_state, set_env_rng_state, set_rng_state
@@ -49,6 +49,9 @@ class Trainer:
     # Keys evaluate.py takes from the command line over a checkpoint's own (how to act,
     # never what was learnt), logged with the results; flat TD-MPC2 has none.
     control_keys: tuple[str, ...] = ()
+    # Learned parts that act beside the agent, which evaluate.py builds without a trainer;
+    # flat TD-MPC2 has none.
+    extension: ClassVar[type[Extension] | None] = None
     # What one unit of each phase costs, in timed parts (seconds per env step, planner
     # call, update); the time left is the units left per phase times these sums.
     phase_costs: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -321,10 +324,7 @@ class Trainer:
 
     def load_models(self, state: dict) -> None:
         """The learned parts only, which is all evaluation needs."""
-        if state.get("kind", "tdmpc2") != self.kind:
-            raise checkpoint.CheckpointError(
-                f"checkpoint holds a {state.get('kind')} agent, this run is {self.kind}"
-            )
+        checkpoint.check_kind(state, self.kind)
         self.agent.load_state_dict(state["agent"])
 
     def load_state_dict(self, state: dict) -> None:

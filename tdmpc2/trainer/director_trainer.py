@@ -39,6 +39,7 @@ class HierarchyTrainer(Trainer):
     kind = "director"
     curve_panel = GOAL_PANEL
     control_keys = Hierarchy.control_keys
+    extension = Hierarchy
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ ADDED=(
   tdmpc2/common/manager.py
   tdmpc2/common/goal_worker.py
   tdmpc2/common/planning_terms.py
+  tdmpc2/common/hierarchy.py
   tdmpc2/trainer/director_trainer.py
   tdmpc2/configs/director.yaml
   tdmpc2/configs/task/director_walker_walk.yaml
@@ -92,7 +93,8 @@ python_checks() {
 import inspect
 
 def modules_import():
-    import tdmpc2.common.goal_vae, tdmpc2.common.manager, tdmpc2.trainer.director_trainer  # noqa
+    import tdmpc2.common.goal_vae, tdmpc2.common.manager, tdmpc2.common.hierarchy  # noqa
+    import tdmpc2.trainer.director_trainer  # noqa
 
 def trainer_selection():
     from hydra import compose, initialize

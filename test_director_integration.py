@@ -189,17 +189,18 @@ def test_hydra_overrides_reach_goal_vae_and_manager(tmp_path: Path):
     ]
     trainer = build(compose_cfg(overrides), overrides)
     assert type(trainer).__name__ == "DirectorTrainer"
-    assert (trainer.goal_vae.n_latents, trainer.goal_vae.n_classes) == (8, 4)
-    assert trainer.goal_vae.kl_weight == 0.5
-    assert trainer.interval == 5
-    assert (trainer.manager.gamma, trainer.manager.entropy_coef) == (0.9, 0.02)
-    assert trainer.manager.actor[-1].out_features == 8 * 4
-    assert trainer.manager.weights == (1.0, 0.25)
+    hierarchy = trainer.hierarchy
+    assert (hierarchy.goal_vae.n_latents, hierarchy.goal_vae.n_classes) == (8, 4)
+    assert hierarchy.goal_vae.kl_weight == 0.5
+    assert hierarchy.interval == 5
+    assert (hierarchy.manager.gamma, hierarchy.manager.entropy_coef) == (0.9, 0.02)
+    assert hierarchy.manager.actor[-1].out_features == 8 * 4
+    assert hierarchy.manager.weights == (1.0, 0.25)
     assert trainer.agent.cfg.worker.goal_coef == 0.3
-    assert (trainer.worker.goal_discount, trainer.worker.goal_coef) == (0.7, 0.3)
-    assert trainer.worker._pi[0].out_features == 24
-    goal_term = trainer.planning_terms(eval_mode=False)[0]
-    assert goal_term.goal_value == trainer.worker.value  # the planner values goals with it
+    assert (hierarchy.worker.goal_discount, hierarchy.worker.goal_coef) == (0.7, 0.3)
+    assert hierarchy.worker._pi[0].out_features == 24
+    goal_term = hierarchy.planning_terms(eval_mode=False)[0]
+    assert goal_term.goal_value == hierarchy.worker.value  # the planner values goals with it
     assert goal_term.coef == 0.3
     assert trainer.cfg.task == "walker-walk"
 

@@ -43,7 +43,7 @@ from tdmpc2.common.buffer import Buffer  # noqa: E402
 from tdmpc2.common.curves import read_rows  # noqa: E402
 
 STARTS = 512  # replay latents the Manager picks codes at
-FRONTIERS = 64  # calls to the trainer's _frontier_goal
+FRONTIERS = 64  # calls to the hierarchy's _frontier_goal
 FAR = 3  # cells along the maze from the start: a far goal
 LAST = 0.2  # share of the last training episodes goal reach is averaged over
 REACH = ("goal/reached", "goal/similarity", "goal/frontier")
@@ -99,15 +99,16 @@ def goals_and_bonus(run_dir: Path) -> tuple[list[float], list[float]]:
     z = trainer.agent.model.encode(states.to(device), None)
 
     starts = torch.randint(len(z), (STARTS,))
-    codes = trainer.manager.act(z[starts])
-    goals = nearest_states(z, trainer.goal_vae.decode(codes)).cpu()
-    picked = torch.cat([trainer._frontier_goal() for _ in range(FRONTIERS)])
+    hierarchy = trainer.hierarchy
+    codes = hierarchy.manager.act(z[starts])
+    goals = nearest_states(z, hierarchy.goal_vae.decode(codes)).cpu()
+    picked = torch.cat([hierarchy._frontier_goal(trainer.buffer) for _ in range(FRONTIERS)])
     frontier = nearest_states(z, picked).cpu()
     where_goals = [len(torch.unique(cells, dim=0))]
     for index in (slice(None), goals, frontier):
         where_goals += [float(rarity[index].mean()), float(rare[index].float().mean())]
 
-    end_z, _, bonus, _ = trainer._imagine_interval(z[starts], codes)
+    end_z, _, bonus, _ = hierarchy._imagine_interval(z[starts], codes)
     ends, bonus = nearest_states(z, end_z).cpu(), bonus.cpu()
     away = layout.path_lengths(cells[starts], cells[goals])
     travelled = layout.path_lengths(cells[starts], cells[ends])

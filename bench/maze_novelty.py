@@ -45,7 +45,7 @@ def cell_novelty(run_dir: Path) -> tuple[list[float], list[float]]:
         )
         with torch.no_grad():
             z = trainer.agent.model.encode((centre + OFFSETS).float(), None)
-            bonus = trainer.goal_vae.recon_error(z).mean().item()
+            bonus = trainer.hierarchy.goal_vae.recon_error(z).mean().item()
         (seen if (int(j), int(i)) in visited else unseen).append(bonus)
     return seen, unseen
 

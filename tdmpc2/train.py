@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # `python tdmpc2/train.py`: make `import tdmpc2` work
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -81,15 +82,12 @@ def replay_slots(cfg: DictConfig) -> int:
     return steps + episodes + 1
 
 
-def build(cfg: DictConfig, overrides: list[str], with_buffer: bool = True) -> Trainer:
-    """Config -> environment, agent, buffer, logger and the trainer that runs them.
-
-    With `resume=RUN_DIR` the checkpoint's saved config is used (see checkpoint.RESUME_KEYS)
-    and the trainer continues from the checkpoint's state.
-    """
-    resume = checkpoint.resume_point(cfg, overrides) if cfg.get("resume") else None
-    if resume is not None:
-        cfg, overrides = resume.cfg, []
+def setup(
+    cfg: DictConfig, overrides: list[str], with_buffer: bool = True
+) -> tuple[type[Trainer], DictConfig, Any, TDMPC2, Buffer | MultitaskBuffer | None, Logger]:
+    """Config -> the trainer class and what it runs: the parsed config, environment,
+    agent, replay buffer and logger (a new run directory). evaluate.py acts with them
+    without a trainer."""
     cfg = parse_cfg(cfg, overrides)
     set_seed(cfg.seed)
     env = make_env(cfg)
@@ -102,7 +100,20 @@ def build(cfg: DictConfig, overrides: list[str], with_buffer: bool = True) -> Tr
     run_dir = make_run_dir(cfg)
     cfg.run_dir = str(run_dir)
     OmegaConf.save(cfg, run_dir / "config.yaml")
-    trainer = cls(cfg, env, TDMPC2(cfg), buffer, Logger(cfg, run_dir))
+    return cls, cfg, env, TDMPC2(cfg), buffer, Logger(cfg, run_dir)
+
+
+def build(cfg: DictConfig, overrides: list[str], with_buffer: bool = True) -> Trainer:
+    """Config -> environment, agent, buffer, logger and the trainer that runs them.
+
+    With `resume=RUN_DIR` the checkpoint's saved config is used (see checkpoint.RESUME_KEYS)
+    and the trainer continues from the checkpoint's state.
+    """
+    resume = checkpoint.resume_point(cfg, overrides) if cfg.get("resume") else None
+    if resume is not None:
+        cfg, overrides = resume.cfg, []
+    cls, cfg, *parts = setup(cfg, overrides, with_buffer)
+    trainer = cls(cfg, *parts)
     if resume is not None:
         checkpoint.check(resume.path, resume.payload, cfg)
         trainer.resume(resume.path, resume.payload)

@@ -10,12 +10,12 @@ import torch
 
 from tdmpc2.common import checkpoint
 from tdmpc2.common.goal_worker import sample_relabelled
+from tdmpc2.common.hierarchy import FRONTIER_CANDIDATES, check_director_cfg, rarity
 from tdmpc2.common.layers import simnorm
 from tdmpc2.common.parser import ConfigError
 from tdmpc2.common.planning_terms import cosine_max
 from tdmpc2.evaluate import evaluate
 from tdmpc2.train import build
-from tdmpc2.trainer.director_trainer import FRONTIER_CANDIDATES, check_director_cfg, rarity
 from tests.conftest import TINY, compose_cfg, make_cfg
 from tests.test_resume import assert_same
 from tests.test_same_numbers import RUN, assert_same_as_baseline
@@ -86,7 +86,7 @@ def director_cfg(extra: list[str] | None = None):
 # ------------------------------------------------------------------- Trainer
 def term_names(trainer) -> list[str]:
     """The planning terms of a training step."""
-    return [term.name for term in trainer.planning_terms(eval_mode=False)]
+    return [term.name for term in trainer.hierarchy.planning_terms(eval_mode=False)]
 
 
 def read_rows(path) -> list[dict]:
@@ -100,14 +100,15 @@ def test_the_preset_builds_a_director_trainer_and_the_command_line_wins(tmp_path
     trainer = build(compose_cfg(overrides), overrides)
     assert type(trainer).__name__ == "DirectorTrainer"
     assert trainer.cfg.task == "walker-walk"
-    assert trainer.interval == 5  # the command line beats the preset's 8
-    assert trainer.goal_vae.n_latents == 4
+    assert trainer.hierarchy.interval == 5  # the command line beats the preset's 8
+    assert trainer.hierarchy.goal_vae.n_latents == 4
     assert term_names(trainer) == ["goal"]  # worker.novelty_coef 0: no exploration bonus
     overrides.append("worker.novelty_coef=0.5")
     trainer = build(compose_cfg(overrides), overrides)
     assert term_names(trainer) == ["goal", "novelty"]
-    assert trainer.planning_terms(eval_mode=False)[1].novelty == trainer.goal_vae.recon_error
-    assert [t.name for t in trainer.planning_terms(eval_mode=True)] == ["goal"]
+    hierarchy = trainer.hierarchy
+    assert hierarchy.planning_terms(eval_mode=False)[1].novelty == hierarchy.goal_vae.recon_error
+    assert [t.name for t in hierarchy.planning_terms(eval_mode=True)] == ["goal"]
 
 
 def test_the_cup_catch_preset_carries_the_measured_exploration_settings(tmp_path):
@@ -169,13 +170,14 @@ def test_director_run_logs_every_metric_and_checkpoint_reloads(tmp_path):
     # A fresh trainer loads every network, optimiser and return scale back exactly.
     fresh = build(compose_cfg([*overrides[:-1], f"work_dir={tmp_path / 'b'}"]), overrides)
     fresh.load_state_dict(checkpoint.load(checkpoint.resolve_path(tmp_path), fresh.cfg))
+    before, after = trainer.hierarchy, fresh.hierarchy
     for name in ("goal_vae", "manager", "worker"):
-        assert_same(getattr(trainer, name).state_dict(), getattr(fresh, name).state_dict(), name)
-        saved, loaded = (getattr(t, name).optim_state_dict() for t in (trainer, fresh))
+        assert_same(getattr(before, name).state_dict(), getattr(after, name).state_dict(), name)
+        saved, loaded = (getattr(h, name).optim_state_dict() for h in (before, after))
         assert_same(saved, loaded, name)
-    assert all(bool(s.initialised) for s in fresh.manager.scales)
+    assert all(bool(s.initialised) for s in after.manager.scales)
     # The loaded goal critic values goals beyond the planning horizon.
-    assert fresh.planning_terms(eval_mode=False)[0].goal_value == fresh.worker.value
+    assert after.planning_terms(eval_mode=False)[0].goal_value == after.worker.value
     assert_same(trainer.agent.model.state_dict(), fresh.agent.model.state_dict(), "model")
     assert fresh._step == trainer._step == 200
     flat = build(compose_cfg([*TINY, "task=toy-reach", f"work_dir={tmp_path / 'c'}"]), [])
@@ -232,10 +234,11 @@ def test_hierarchy_update_trains_each_part_only_through_its_own_optimiser(tmp_pa
     trainer = filled_director(tmp_path, extra)
     torch.manual_seed(0)
     trainer._agent_update()  # Q range and optimiser states as in training
-    agent, manager, worker = trainer.agent, trainer.manager, trainer.worker
+    hierarchy = trainer.hierarchy
+    agent, manager, worker = trainer.agent, hierarchy.manager, hierarchy.worker
     frozen = {"model": state(agent.model), "scale": state(agent.scale)}
     learners = {
-        "goal_vae": trainer.goal_vae,
+        "goal_vae": hierarchy.goal_vae,
         "pi_g": worker._pi,
         "Q_g": worker._Qs,
         "manager actor": manager.actor,
@@ -251,7 +254,7 @@ def test_hierarchy_update_trains_each_part_only_through_its_own_optimiser(tmp_pa
     def recording(*args):
         """The Manager's step leaves what the intervals were played with as it was."""
         seen.append(args)
-        others = (agent.model, trainer.goal_vae, worker)
+        others = (agent.model, hierarchy.goal_vae, worker)
         before = [(state(m), grads(m)) for m in others]
         out = update(*args)
         for module, (params, gs) in zip(others, before, strict=True):
@@ -261,7 +264,7 @@ def test_hierarchy_update_trains_each_part_only_through_its_own_optimiser(tmp_pa
         return out
 
     manager.update = recording
-    metrics = trainer._hierarchy_update()
+    metrics = hierarchy.update(trainer.buffer, trainer._step)
     assert same(frozen["model"], agent.model) and same(frozen["scale"], agent.scale)
     assert all(p.grad is None for p in agent.model.parameters())
     for name, before in moving.items():
@@ -276,17 +279,17 @@ def test_hierarchy_update_trains_each_part_only_through_its_own_optimiser(tmp_pa
     assert codes.shape == (3, 8, 8, 3) and rewards.shape == (2, 3, 8)
     assert torch.equal(dones, torch.zeros(3, 8))  # toy-reach is not episodic
     with torch.no_grad():
-        assert torch.allclose(rewards[1], trainer.goal_vae.recon_error(zs[1:]), atol=1e-5)
+        assert torch.allclose(rewards[1], hierarchy.goal_vae.recon_error(zs[1:]), atol=1e-5)
     assert (rewards[1] > 0).all()
 
 
 def test_manager_learns_every_update_every_updates(tmp_path):
     trainer = filled_director(tmp_path, ["manager.update_every=2"])
-    calls = []
-    update = trainer.manager.update
-    trainer.manager.update = lambda *args: calls.append(1) or update(*args)
+    manager, calls = trainer.hierarchy.manager, []
+    update = manager.update
+    manager.update = lambda *args: calls.append(1) or update(*args)
     for _ in range(4):
-        trainer._hierarchy_update()
+        trainer.hierarchy.update(trainer.buffer, trainer._step)
     assert len(calls) == 2
 
 
@@ -295,14 +298,15 @@ def test_evaluation_samples_the_managers_codes_unless_deterministic(tmp_path, de
     """Director samples its Manager's codes in evaluation too; its mode on request. The
     fresh Manager is uniform, so sampled codes differ and the mode is always class 0."""
     trainer = filled_director(tmp_path, [f"manager.deterministic={deterministic}"])
+    hierarchy = trainer.hierarchy
     obs = torch.zeros(trainer.cfg.obs_shape["state"][0])
     torch.manual_seed(0)
-    for t in range(0, 10 * trainer.interval, trainer.interval):
-        trainer._choose_goal(obs, t, eval_mode=True)
-    classes = torch.cat(trainer._eval_stats["codes"]).argmax(-1)  # [10, n_latents]
-    assert classes.shape == (10, trainer.goal_vae.n_latents)
+    for t in range(0, 10 * hierarchy.interval, hierarchy.interval):
+        hierarchy._choose_goal(obs, t, eval_mode=True)
+    classes = torch.cat(hierarchy._eval_stats["codes"]).argmax(-1)  # [10, n_latents]
+    assert classes.shape == (10, hierarchy.goal_vae.n_latents)
     assert (classes == 0).all() == deterministic
-    assert not trainer._stats["codes"]  # evaluation leaves the training episode's stats
+    assert not hierarchy._stats["codes"]  # evaluation leaves the training episode's stats
 
 
 @pytest.mark.parametrize("eval_goals", [True, False])
@@ -316,12 +320,12 @@ def test_eval_goals_decides_whether_evaluation_plans_towards_the_goal(tmp_path, 
     obs = torch.zeros(trainer.cfg.obs_shape["state"][0])
     trainer.act(obs, 0, eval_mode=False)
     assert [t.name for t in terms[0]] == ["goal"]
-    assert terms[0][0].goal is trainer._goal
+    assert terms[0][0].goal is trainer.hierarchy._goal
     assert terms[0][0].task_weight == trainer.cfg.worker.task_coef
     trainer.act(obs, 0, eval_mode=True)
     assert [t.name for t in terms[1]] == (["goal"] if eval_goals else [])
     assert all(t.task_weight == 1.0 for t in terms[1])  # evaluation plans for the task
-    assert len(trainer._eval_stats["codes"]) == 1
+    assert len(trainer.hierarchy._eval_stats["codes"]) == 1
 
 
 def test_rarity_is_large_where_latents_are_sparse():
@@ -340,29 +344,30 @@ def test_frontier_goal_is_the_rarest_replay_state_held_for_frontier_hold(tmp_pat
     among those drawn; it is held for frontier_hold intervals, then the Manager picks;
     evaluation never uses it. It survives a checkpoint."""
     trainer = filled_director(tmp_path, ["manager.frontier=1", "manager.frontier_hold=2"])
-    trainer._step = int(trainer.cfg.seed_steps)  # past seeding
-    drawn = trainer.buffer._generator.get_state()
-    frontier = trainer._frontier_goal()
-    trainer.buffer._generator.set_state(drawn)
-    z = trainer.agent.model.encode(trainer.buffer.sample(FRONTIER_CANDIDATES)["obs"][0])
+    hierarchy, replay = trainer.hierarchy, trainer.buffer
+    drawn = replay._generator.get_state()
+    frontier = hierarchy._frontier_goal(replay)
+    replay._generator.set_state(drawn)
+    z = trainer.agent.model.encode(replay.sample(FRONTIER_CANDIDATES)["obs"][0])
     assert torch.equal(frontier, z[rarity(z).argmax()].unsqueeze(0))
 
     start = torch.zeros(trainer.cfg.obs_shape["state"][0])
-    trainer._choose_goal(start, 0, eval_mode=False)
-    held, k = trainer._goal, trainer.interval
-    assert trainer._frontier is not None and torch.equal(held, trainer._frontier)
+    hierarchy._choose_goal(start, 0, eval_mode=False, replay=replay)  # past seeding
+    held, k = hierarchy._goal, hierarchy.interval
+    assert hierarchy._frontier is not None and torch.equal(held, hierarchy._frontier)
     saved = trainer.state_dict()["director"]["frontier"]
     assert torch.equal(saved["goal"], held) and saved["left"] == 2
-    trainer._choose_goal(start, k, eval_mode=False)  # the second interval: still held
-    assert torch.equal(trainer._goal, held)
+    hierarchy._choose_goal(start, k, eval_mode=False)  # the second interval: still held
+    assert torch.equal(hierarchy._goal, held)
     resumed = filled_director(tmp_path / "resumed", ["manager.frontier=1"])
     resumed.load_state_dict(trainer.state_dict())
-    assert torch.equal(resumed._frontier, held) and resumed._frontier_left == 1
-    trainer._choose_goal(start, 2 * k, eval_mode=False)  # held for two: the Manager's turn
-    assert trainer._frontier is None
-    assert trainer._stats["frontier"] == [1.0, 1.0, 0.0]
-    trainer._choose_goal(start, 0, eval_mode=True)
-    assert trainer._frontier is None and trainer._eval_stats["frontier"] == [0.0]
+    assert torch.equal(resumed.hierarchy._frontier, held)
+    assert resumed.hierarchy._frontier_left == 1
+    hierarchy._choose_goal(start, 2 * k, eval_mode=False)  # held for two: the Manager's turn
+    assert hierarchy._frontier is None
+    assert hierarchy._stats["frontier"] == [1.0, 1.0, 0.0]
+    hierarchy._choose_goal(start, 0, eval_mode=True)
+    assert hierarchy._frontier is None and hierarchy._eval_stats["frontier"] == [0.0]
 
 
 @pytest.mark.parametrize(
@@ -406,21 +411,21 @@ def test_director_rejects_bad_settings(tmp_path, override, message):
 
 def test_on_episodic_tasks_an_imagined_interval_stops_at_a_predicted_end(tmp_path):
     trainer = filled_director(tmp_path, ["episodic=true"])
-    model = trainer.agent.model
+    model, hierarchy = trainer.agent.model, trainer.hierarchy
     z = model.encode(sample_relabelled(trainer.buffer, 2, 8)["obs"]).detach()
-    code = trainer.goal_vae.sample_code((8,))
+    code = hierarchy.goal_vae.sample_code((8,))
     with torch.no_grad():
         model._termination[-1].bias.fill_(50.0)  # every step ends the episode
     torch.manual_seed(0)
-    _, ret, _, ended = trainer._imagine_interval(z, code)
+    _, ret, _, ended = hierarchy._imagine_interval(z, code)
     assert torch.equal(ended, torch.ones(8))
     torch.manual_seed(0)  # the same first action: only its reward counts
-    action = trainer.worker.pi(z, trainer.goal_vae.decode(code))[1]
+    action = hierarchy.worker.pi(z, hierarchy.goal_vae.decode(code))[1]
     first = model.two_hot.decode(model.step(z, action)[1]).squeeze(-1)
     assert torch.allclose(ret, first, atol=1e-6)
     with torch.no_grad():
         model._termination[-1].bias.fill_(-50.0)  # never
-    assert torch.equal(trainer._imagine_interval(z, code)[3], torch.zeros(8))
+    assert torch.equal(hierarchy._imagine_interval(z, code)[3], torch.zeros(8))
     trainer.update(1)  # the relabelled batch's terminations reach the goal critic
 
 

@@ -129,11 +129,11 @@ def test_hierarchy_learns_each_row_with_its_task(replays, tmp_path):
             return _method(*args)
 
         setattr(model, name, spy)
-    trainer._hierarchy_update()
+    trainer.hierarchy.update(trainer.buffer, trainer._step)
     assert all(p.grad is None for p in model.parameters())
     ((obs, task),) = seen["encode"]
     assert obs.shape == (3, 16, 5) and task.shape == (16,) and set(task.tolist()) == {0, 1}
-    assert len(seen["step"]) == 2 * trainer.interval  # manager.decisions intervals
+    assert len(seen["step"]) == 2 * trainer.hierarchy.interval  # manager.decisions intervals
     for z, action, step_task in seen["step"]:
         assert torch.equal(step_task, task[:8]) and z.shape == (8, 32)
         assert torch.all(action[step_task == 1, 1] == 0)

@@ -65,8 +65,8 @@ def goal_targets(
     z = trainer.agent.model.encode(states.to(trainer.agent.device), None)
     generator = torch.Generator().manual_seed(0)
     starts = z[torch.randint(len(z), (n,), generator=generator)]
-    vae = trainer.goal_vae
-    codes = {"random codes": vae.sample_code((n,)), "Manager's codes": trainer.manager.act(starts)}
+    vae, manager = trainer.hierarchy.goal_vae, trainer.hierarchy.manager
+    codes = {"random codes": vae.sample_code((n,)), "Manager's codes": manager.act(starts)}
     places = coordinates(states)
     result = {}
     for name, code in codes.items():

@@ -131,6 +131,12 @@ def check(path: Path, payload: dict, cfg: DictConfig) -> None:
             raise CheckpointError(f"{path}: {key} is {saved[key]} in the file, {want} here")
 
 
+def check_kind(state: dict, kind: str) -> None:
+    """Raises unless the checkpoint holds the kind of agent (a trainer's `kind`) that loads it."""
+    if state.get("kind", "tdmpc2") != kind:
+        raise CheckpointError(f"checkpoint holds a {state.get('kind')} agent, this run is {kind}")
+
+
 def one_line(err: Exception) -> str:
     """An exception as one short line: its type and its message with newlines folded."""
     text = " ".join(str(err).split())

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import ClassVar
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
 
@@ -15,8 +14,9 @@ from tdmpc2.agent import TDMPC2
 from tdmpc2.common import checkpoint
 from tdmpc2.common.buffer import Buffer, resize_state
 from tdmpc2.common.curves import LiveCurve, Panel
+from tdmpc2.common.evaluation import Extension, run_episodes
 from tdmpc2.common.logger import Logger
-from tdmpc2.common.progress import Progress, duration
+from tdmpc2.common.progress import Progress
 from tdmpc2.common.seed import env_rng_state, rng_state, set_env_rng_state, set_rng_state
 from tdmpc2.common.threads import ThreadShare
 from tdmpc2.trainer.checkpoints import Checkpoints
@@ -37,6 +37,9 @@ class Trainer(Checkpoints):
     # Keys evaluate.py takes from the command line over a checkpoint's own (how to act,
     # never what was learnt), logged with the results; flat TD-MPC2 has none.
     control_keys: tuple[str, ...] = ()
+    # Learned parts that act beside the agent, which evaluate.py builds without a trainer;
+    # flat TD-MPC2 has none.
+    extension: ClassVar[type[Extension] | None] = None
     # What one unit of each phase costs, in timed parts (seconds per env step, planner
     # call, update); the time left is the units left per phase times these sums.
     phase_costs: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -138,56 +141,32 @@ class Trainer(Checkpoints):
     # ------------------------------------------------------------ evaluation
     def eval(self, episodes: int | None = None, video: bool = False) -> dict[str, float]:
         """Mean return over evaluation episodes with the deterministic planner."""
-        returns, successes, frames = [], [], []
-        episodes = episodes or self.cfg.eval_episodes
-        self._eval_done, started = 0, time.perf_counter()
-        for i in range(episodes):
-            obs, done, ep_return, t = self.env.reset(), False, 0.0, 0
-            record = video and i == 0 and self._can_render
-            if record:
-                frames = self._frame(frames)
-            while not done:
-                if self._signal is not None:
-                    raise Interrupted
-                action = self.act(obs, t, eval_mode=True)
-                obs, reward, done, info = self.env.step(action)
-                ep_return += reward
-                t += 1
-                self._eval_done += 1
-                self.progress.status(f"eval {i + 1}/{episodes} step {t:,}")
-                self._tick("evaluation")
-                if record and frames is not None:
-                    frames = self._frame(frames)
-            returns.append(ep_return)
-            successes.append(info.get("success", 0.0))
-            took = duration(time.perf_counter() - started)
-            self.progress.event(
-                f"eval  | episode {i + 1}/{episodes} | return {ep_return:.1f} | {took}"
-            )
         self._eval_done = 0
-        self.progress.status("")
-        self.progress.pause()
-        if video and frames:
-            self.logger.save_video(frames, self._step)
-        return {
-            "episode_reward": float(np.mean(returns)),
-            "episode_success": float(np.mean(successes)),
-        }
-
-    def _frame(self, frames: list | None) -> list | None:
-        """Appends a rendered frame; the first failure warns once and ends video for the run."""
-        if frames is None:
-            return None
-        try:
-            frames.append(self.env.render())
-        except Exception as err:  # no OpenGL context, missing EGL/OSMesa, ...
-            self.logger.write(
-                f"warning: video disabled: cannot render ({type(err).__name__}: {err}); "
-                "set MUJOCO_GL=egl or MUJOCO_GL=osmesa with a renderer installed"
-            )
+        results, frames = run_episodes(
+            self.env,
+            self._eval_act,
+            episodes or self.cfg.eval_episodes,
+            video and self._can_render,
+            self.logger.write,
+            self.progress,
+            self._eval_tick,
+        )
+        self._eval_done = 0
+        if frames is None:  # warned once; no more video in this run
             self._can_render = False
-            return None
-        return frames
+        elif frames:
+            self.logger.save_video(frames, self._step)
+        return results
+
+    def _eval_act(self, obs: torch.Tensor, t: int) -> torch.Tensor:
+        """An evaluation step's action; a signal received meanwhile cuts the evaluation short."""
+        if self._signal is not None:
+            raise Interrupted
+        return self.act(obs, t, eval_mode=True)
+
+    def _eval_tick(self) -> None:
+        self._eval_done += 1
+        self._tick("evaluation")
 
     def _evaluate(self) -> bool:
         """Logs an evaluation; False if a signal cut it short (its starting state is kept)."""
@@ -267,10 +246,7 @@ class Trainer(Checkpoints):
 
     def load_models(self, state: dict) -> None:
         """The learned parts only, which is all evaluation needs."""
-        if state.get("kind", "tdmpc2") != self.kind:
-            raise checkpoint.CheckpointError(
-                f"checkpoint holds a {state.get('kind')} agent, this run is {self.kind}"
-            )
+        checkpoint.check_kind(state, self.kind)
         self.agent.load_state_dict(state["agent"])
 
     def load_state_dict(self, state: dict) -> None:

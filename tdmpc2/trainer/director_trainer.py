@@ -1,9 +1,7 @@
-"""Director-style hierarchy: a Manager sets goals, the TD-MPC2 planner (Worker) pursues them."""
+"""The Director hierarchy (common/hierarchy.py) over either training loop: the glue that
+lets a trainer act, learn, log and checkpoint with it."""
 
 from __future__ import annotations
-
-import functools
-import inspect
 
 import torch
 from omegaconf import DictConfig
@@ -11,51 +9,12 @@ from omegaconf import DictConfig
 from tdmpc2.agent import TDMPC2
 from tdmpc2.common.buffer import Buffer
 from tdmpc2.common.curves import Panel
-from tdmpc2.common.goal_vae import GoalVAE
-from tdmpc2.common.goal_worker import GoalWorker, sample_relabelled
+from tdmpc2.common.hierarchy import Hierarchy
 from tdmpc2.common.logger import Logger
-from tdmpc2.common.manager import Manager
 from tdmpc2.common.multitask_buffer import MultitaskBuffer
-from tdmpc2.common.parser import ConfigError
-from tdmpc2.common.planning_terms import GoalTerm, NoveltyTerm, PlanningTerm, cosine_max
 from tdmpc2.trainer.base import Trainer
 from tdmpc2.trainer.offline_trainer import OfflineTrainer
 from tdmpc2.trainer.online_trainer import OnlineTrainer
-
-
-def check_director_cfg(cfg: DictConfig) -> None:
-    """Rejects Director settings that cannot work, before anything trains."""
-    m, w = cfg.manager, cfg.worker
-    for key, value in (
-        ("manager.goal_interval", m.goal_interval),
-        ("manager.decisions", m.decisions),
-        ("manager.batch_size", m.batch_size),
-        ("manager.update_every", m.update_every),
-        ("worker.batch_size", w.batch_size),
-        ("worker.relabel_offset", w.relabel_offset),
-    ):
-        if int(value) < 1:
-            raise ConfigError(f"{key} must be >= 1, got {value}")
-    if int(m.batch_size) > int(w.batch_size):
-        raise ConfigError(
-            f"manager.batch_size ({m.batch_size}) must be <= worker.batch_size ({w.batch_size}): "
-            "the Manager imagines from the Worker's replay latents"
-        )
-    for key, value in (
-        ("worker.goal_coef", w.goal_coef),
-        ("worker.novelty_coef", w.novelty_coef),
-        ("worker.task_coef", w.task_coef),
-        ("worker.value_spread_floor", w.value_spread_floor),
-    ):
-        if float(value) < 0:
-            raise ConfigError(f"{key} must be >= 0, got {value}")
-    if not 0 <= float(m.frontier) <= 1:
-        raise ConfigError(f"manager.frontier must be in [0, 1], got {m.frontier}")
-    if int(m.frontier_hold) < 1:
-        raise ConfigError(f"manager.frontier_hold must be >= 1, got {m.frontier_hold}")
-    if w.goal_scale not in ("spread", "range"):
-        raise ConfigError(f"worker.goal_scale must be spread or range, got {w.goal_scale}")
-
 
 # The goal metrics of train.csv under the returns in curve.png (and bench/plot.py): code
 # perplexity on the left axis (1 to the number of classes), shares on the right.
@@ -71,74 +30,16 @@ GOAL_PANEL = Panel(
 )
 
 
-def keys_for(cls: type, group: DictConfig) -> dict:
-    """The keys of a config group (`goal_vae`, `manager`, `worker`) that `cls` takes as
-    constructor arguments: a key added to the group and to the constructor reaches it
-    with no edit here. Keys the trainer reads itself (`manager.goal_interval`, ...) are
-    not arguments and stay in the group."""
-    params = inspect.signature(cls).parameters
-    return {key: value for key, value in group.items() if key in params}
-
-
-FRONTIER_CANDIDATES = 1024  # replay states ranked for each frontier goal
-FRONTIER_NEIGHBOURS = 8  # a state's rarity: the distance to its 8th-nearest candidate
-
-
-def rarity(z: torch.Tensor, k: int = FRONTIER_NEIGHBOURS) -> torch.Tensor:
-    """Distance from each latent [N, latent] to its k-th nearest other one: large where
-    the replay is sparse. On three pointmaze-medium checkpoints the rarest of 1,024 fell
-    in the rarest quarter of visited cells 55-77% of the time; the Goal-VAE's worst
-    reconstruction 20-42%, k=32 5-28%, each dimension first scaled to unit spread
-    14-80% (bench/results/maze-explore/frontier-choice.md)."""
-    return torch.cdist(z, z).topk(k + 1, largest=False).values[:, -1]  # the first: itself
-
-
-def empty_stats() -> dict[str, list]:
-    return {"codes": [], "reached": [], "similarity": [], "frontier": []}
-
-
-def goal_metrics(stats: dict[str, list]) -> dict[str, float]:
-    """Code perplexity and goal reach (share of intervals ending nearer their goal, mean
-    similarity at their end) of the episodes behind `stats`."""
-    metrics = {}
-    if stats["codes"]:
-        metrics["goal/perplexity"] = GoalVAE.perplexity(torch.cat(stats["codes"]))
-    if stats["reached"]:
-        metrics["goal/reached"] = sum(stats["reached"]) / len(stats["reached"])
-        metrics["goal/similarity"] = sum(stats["similarity"]) / len(stats["similarity"])
-    if stats["frontier"]:
-        metrics["goal/frontier"] = sum(stats["frontier"]) / len(stats["frontier"])
-    return metrics
-
-
-class Hierarchy(Trainer):
-    """The world model, the Goal-VAE, the goal-conditioned Worker and the Manager trained
-    together, over either training loop: mixed in ahead of it (`DirectorTrainer`,
-    `OfflineDirectorTrainer`), it adds their acting, learning, metrics and checkpoints.
-
-    Every `goal_interval` steps the Manager picks a code from the current latent, the
-    Goal-VAE decodes it into a goal latent, and the planner adds a goal term to its
-    imagined return, valued beyond its horizon by the goal critic. Each update trains,
-    after the world model, the Goal-VAE and the goal critic and policy on replay
-    transitions with relabelled goals, and the Manager in imagination: from replay
-    latents it picks codes, the goal policy plays each interval in the world model, and
-    the Manager is rewarded with the predicted reward plus the Goal-VAE's
-    reconstruction error of where the interval ends.
-
-    Multi-task: the Goal-VAE, the Manager and the goal Worker take no task embedding.
-    They read latents, which the encoder makes from the observation and the task
-    embedding, so a latent already carries its task as far as the world model needs
-    it; the modules keep the single-task shapes and one code space serves every task.
-    The task enters where the world model is used (encoding, imagined steps, the
-    task's discount and Q) and as the action mask that keeps the goal policy at 0 in a
-    task's padded action dimensions.
-    """
+class HierarchyTrainer(Trainer):
+    """Mixed in ahead of a training loop (`DirectorTrainer`, `OfflineDirectorTrainer`): the
+    world model and the hierarchy (`self.hierarchy`) trained together. Acting, learning
+    and the checkpoint entries are the hierarchy's own; this adds what the loop knows:
+    the seeding phase, the replay, the step, the acting task and the metric rows."""
 
     kind = "director"
     curve_panel = GOAL_PANEL
-    # evaluate.py: the goal weight (0: the control planner), whether evaluation steers by
-    # goals at all, and how the Manager picks its codes.
-    control_keys = ("worker.goal_coef", "worker.eval_goals", "manager.deterministic")
+    control_keys = Hierarchy.control_keys
+    extension = Hierarchy
 
     def __init__(
         self,
@@ -148,289 +49,52 @@ class Hierarchy(Trainer):
         buffer: Buffer | MultitaskBuffer | None,
         logger: Logger,
     ) -> None:
-        check_director_cfg(cfg)
         super().__init__(cfg, env, agent, buffer, logger)
-        g, m, w = cfg.goal_vae, cfg.manager, cfg.worker
-        self.goal_vae = GoalVAE(
-            **keys_for(GoalVAE, g),
-            latent_dim=cfg.latent_dim,
-            simnorm_dim=cfg.simnorm_dim,
-            device=agent.device,
-        )
-        self.manager = Manager(
-            **keys_for(Manager, m),
-            latent_dim=cfg.latent_dim,
-            n_latents=g.n_latents,
-            n_classes=g.n_classes,
-            device=agent.device,
-        )
-        self.worker = GoalWorker(
-            **keys_for(GoalWorker, w),
-            latent_dim=cfg.latent_dim,
-            action_dim=cfg.action_dim,
-            tau=cfg.tau,
-            entropy_coef=cfg.entropy_coef,
-            log_std_min=cfg.log_std_min,
-            log_std_max=cfg.log_std_max,
-            grad_clip=cfg.grad_clip_norm,
-            device=agent.device,
-        )
-        self.interval = int(m.goal_interval)
-        self._goal: torch.Tensor | None = None
-        self._frontier: torch.Tensor | None = None  # the running episode's frontier goal
-        self._frontier_left = 0  # intervals it is still held for
-        self._start_similarity: torch.Tensor | None = None  # of the running training interval
-        self._hierarchy_updates = 0  # counts towards manager.update_every across resumes
-        self._stats = empty_stats()  # of the running training episode
-        self._eval_stats = empty_stats()
-
-    # ------------------------------------------------------------ acting
-    def _encode(self, obs: torch.Tensor) -> torch.Tensor:
-        task = self.acting_task
-        if task is not None:
-            task = torch.tensor(task, device=self.agent.device)
-        with torch.no_grad():
-            return self.agent.model.encode(obs.to(self.agent.device).unsqueeze(0), task)
+        self.hierarchy = Hierarchy(cfg, agent)
 
     def act(self, obs: torch.Tensor, t: int, eval_mode: bool) -> torch.Tensor:
-        if t % self.interval == 0:
-            self._choose_goal(obs, t, eval_mode)
-        if not eval_mode and self.seeding:
-            return self.env.rand_act()
-        terms = self.planning_terms(eval_mode)
-        return self.agent.act(
-            obs, t0=t == 0, eval_mode=eval_mode, task=self.acting_task, terms=terms
+        seeding = not eval_mode and self.seeding
+        random_act = self.env.rand_act if seeding else None
+        return self.hierarchy.act(
+            obs, t, eval_mode, task=self.acting_task, replay=self.buffer, random_act=random_act
         )
-
-    def planning_terms(self, eval_mode: bool) -> list[PlanningTerm]:
-        """What the planner adds to the task value this step: the goal term (valued beyond
-        the horizon by the goal critic) and, while training with `worker.novelty_coef`,
-        the Manager's exploration bonus (the Goal-VAE's reconstruction error).
-
-        While training the task value weighs `worker.task_coef` (Director's worker: 0,
-        goals alone); evaluation plans for the task, towards the goal only with
-        `worker.eval_goals`. The Manager still picks codes in evaluation without goals, so
-        its goal reach there says where it would have led the planner. Built each step
-        from the config, so evaluate.py's control keys take effect on a loaded run.
-        """
-        w, agent = self.cfg.worker, self.agent
-        if eval_mode and not w.eval_goals:
-            return []
-        shared = {"scale": agent.scale, "mode": w.goal_scale}
-        shared["value_spread_floor"] = w.value_spread_floor
-        goal = GoalTerm(
-            self._goal,
-            goal_discount=w.goal_discount,
-            horizon=self.cfg.horizon,
-            coef=w.goal_coef,
-            goal_value=self.worker.value,
-            action_masks=getattr(agent.model, "action_masks", None),
-            task_weight=1.0 if eval_mode else float(w.task_coef),
-            **shared,
-        )
-        if eval_mode or float(w.novelty_coef) <= 0:
-            return [goal]
-        return [goal, NoveltyTerm(self.goal_vae.recon_error, coef=w.novelty_coef, **shared)]
-
-    def _choose_goal(self, obs: torch.Tensor, t: int, eval_mode: bool) -> None:
-        """Random codes while seeding, then the Manager's: sampled in evaluation too, as
-        Director's are (only the planner acts greedily there), so an episode's goals change
-        and its goal reach means something; `manager.deterministic` takes the mode.
-
-        With `manager.frontier`, that share of training episodes first heads for a goal at
-        the replay's frontier (`_frontier_goal`), held for `manager.frontier_hold`
-        intervals, long enough to cross several cells of a maze (goal similarity is too
-        flat there to tell arrival from being stuck); then the Manager's goals take over.
-        """
-        z = self._encode(obs)
-        stats = self._eval_stats if eval_mode else self._stats
-        if t > 0:
-            self._close_interval(z, stats)
-        training = not eval_mode and not self.seeding
-        if t == 0 or not training:
-            self._frontier = None
-        elif self._frontier is not None:
-            self._frontier_left -= 1
-            if self._frontier_left <= 0:
-                self._frontier = None
-        share = float(self.cfg.manager.frontier)
-        # The draw only happens with frontier goals on, so runs without them keep their RNG.
-        if t == 0 and training and share > 0 and torch.rand(()) < share:
-            self._frontier = self._frontier_goal()
-            self._frontier_left = int(self.cfg.manager.frontier_hold)
-        with torch.no_grad():
-            if self._frontier is not None:
-                self._goal = self._frontier
-                code = self.goal_vae.encode(self._frontier, sample=False)
-            else:
-                if not eval_mode and self.seeding:
-                    code = self.goal_vae.sample_code((1,))
-                else:
-                    code = self.manager.act(z, deterministic=bool(self.cfg.manager.deterministic))
-                self._goal = self.goal_vae.decode(code)
-        stats["codes"].append(code)
-        stats["frontier"].append(float(self._frontier is not None))
-        self._start_similarity = cosine_max(z, self._goal)
-
-    @torch.no_grad()
-    def _frontier_goal(self) -> torch.Tensor:
-        """The rarest of FRONTIER_CANDIDATES replay latents, [1, latent]: the one farthest
-        from its neighbours (`rarity`). A real state, so the Worker can reach it, unlike a
-        decoded code that names the replay's bulk. Not the Goal-VAE's reconstruction
-        error: its pick fell in the rarest quarter of visited maze cells 9-22% of the
-        time (bench/results/maze-frontier)."""
-        obs = self.buffer.sample(FRONTIER_CANDIDATES)["obs"][0]
-        z = self.agent.model.encode(obs)
-        return z[rarity(z).argmax()].unsqueeze(0)
-
-    def _close_interval(self, z: torch.Tensor, stats: dict) -> None:
-        """Goal reach of the interval that ends at latent z: did it end nearer its goal
-        than it started, and how similar to the goal is its last latent?"""
-        if self._start_similarity is None:
-            return
-        similarity = cosine_max(z, self._goal)
-        stats["reached"].append(float(similarity > self._start_similarity))
-        stats["similarity"].append(float(similarity))
-        self._start_similarity = None
 
     def eval(self, episodes: int | None = None, video: bool = False) -> dict[str, float]:
-        """Adds the goal reach of the evaluation's intervals (an episode's last, partial
-        interval is left out: evaluation has no end-of-episode hook)."""
-        self._eval_stats = empty_stats()
-        results = super().eval(episodes, video)
-        results.update({k.replace("/", "_"): v for k, v in goal_metrics(self._eval_stats).items()})
-        self._start_similarity = None
-        return results
+        """Adds the goal reach of the evaluation's intervals."""
+        return {**super().eval(episodes, video), **self.hierarchy.eval_metrics()}
 
-    # ---------------------------------------------------------- learning
     def update(self, num_updates: int) -> dict[str, torch.Tensor]:
         metrics: dict = {}
         for _ in range(num_updates):
             metrics = {f"worker/{k}": v for k, v in self._agent_update().items()}
-            metrics.update(self._hierarchy_update())
+            metrics.update(self.hierarchy.update(self.buffer, self._step))
         return metrics
 
-    def _hierarchy_update(self) -> dict:
-        """Goal-VAE, goal critic and policy on relabelled replay; the Manager in imagination.
-        Multi-task batches carry each row's task: the Manager imagines with its start's."""
-        model, w = self.agent.model, self.cfg.worker
-        batch = sample_relabelled(self.buffer, int(w.relabel_offset), int(w.batch_size))
-        task = batch.get("task")  # [B] task indices in multi-task training
-        mask = None if task is None else model.action_masks[task]
-        with torch.no_grad():
-            z, next_z, future_z = model.encode(
-                torch.stack([batch["obs"], batch["next_obs"], batch["goal_obs"]]), task
-            )
-        metrics = self.goal_vae.update(z, self._step)
-        half = len(z) // 2  # hindsight goals, and goals the Manager could hand out
-        with torch.no_grad():
-            decoded = self.goal_vae.decode(self.goal_vae.sample_code((len(z) - half,)))
-        goal = torch.cat([future_z[:half], decoded])
-        task_value = functools.partial(self._task_value, task=task)
-        terminated = batch["terminated"].unsqueeze(-1) if self.cfg.episodic else None
-        metrics.update(
-            self.worker.update(z, batch["action"], next_z, goal, task_value, mask, terminated)
-        )
-        self._hierarchy_updates += 1
-        m = self.cfg.manager
-        if self._hierarchy_updates % int(m.update_every) == 0:
-            n = int(m.batch_size)
-            interval = functools.partial(
-                self._imagine_interval, task=None if task is None else task[:n]
-            )
-            imagined = self.manager.imagine(z[:n], interval, int(m.decisions))
-            metrics.update(self.manager.update(*imagined))
-        return metrics
-
-    def _task_value(
-        self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """The world model's Q over its running range, critics frozen (d/d action only)."""
-        q = self.agent.model.Q(z, action, return_type="avg", detach=True, task=task)
-        return self.agent.scale(q)
-
-    @torch.no_grad()
-    def _imagine_interval(
-        self, z: torch.Tensor, code: torch.Tensor, task: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One goal interval in the world model under the goal policy: (last latents,
-        discounted predicted reward, Goal-VAE reconstruction error of the last latents,
-        1 where the interval ended the episode). With `task` [B], each row steps and
-        discounts as its task does. On episodic tasks rewards stop at the first
-        predicted termination, as in planning."""
-        model, goal = self.agent.model, self.goal_vae.decode(code)
-        mask = None if task is None else model.action_masks[task]
-        gamma = self.agent._gamma(task)
-        ret, discount = torch.zeros(len(z), device=z.device), 1.0
-        alive = torch.ones(len(z), device=z.device)
-        for _ in range(self.interval):
-            action = self.worker.pi(z, goal, mask)[1]
-            z, reward = model.step(z, action, task)
-            ret += discount * alive * model.two_hot.decode(reward).squeeze(-1)
-            if self.cfg.episodic:
-                alive = alive * (model.termination(z, task).squeeze(-1) <= 0)
-            discount = discount * gamma
-        return z, ret, self.goal_vae.recon_error(z), 1 - alive
-
-    # ------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
-        """Adds the Goal-VAE, the Manager, the goal Worker and the running goal and stats."""
-        return {
-            **super().state_dict(),
-            "goal_vae": self.goal_vae.state_dict(),
-            "goal_vae_optim": self.goal_vae.optim_state_dict(),
-            "manager": self.manager.state_dict(),
-            "manager_optim": self.manager.optim_state_dict(),
-            "goal_worker": self.worker.state_dict(),
-            "goal_worker_optim": self.worker.optim_state_dict(),
-            "director": {
-                "goal": self._goal,
-                "frontier": {"goal": self._frontier, "left": self._frontier_left},
-                "start_similarity": self._start_similarity,
-                "updates": self._hierarchy_updates,
-                "stats": {k: list(v) for k, v in self._stats.items()},
-            },
-        }
+        return {**super().state_dict(), **self.hierarchy.state_dict()}
 
     def load_models(self, state: dict) -> None:
         super().load_models(state)
-        self.goal_vae.load_state_dict(state["goal_vae"])
-        self.goal_vae.load_optim_state_dict(state["goal_vae_optim"])
-        self.manager.load_state_dict(state["manager"])
-        self.manager.load_optim_state_dict(state["manager_optim"])
-        self.worker.load_state_dict(state["goal_worker"])
-        self.worker.load_optim_state_dict(state["goal_worker_optim"])
+        self.hierarchy.load_models(state)
 
     def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        director = state["director"]
-        self._goal, self._start_similarity = director["goal"], director["start_similarity"]
-        # Absent before manager.frontier; a (goal, best, stalls) tuple before frontier_hold,
-        # whose episode then goes on with the Manager's goals.
-        frontier = director.get("frontier")
-        if isinstance(frontier, dict):
-            self._frontier, self._frontier_left = frontier["goal"], int(frontier["left"])
-        else:
-            self._frontier, self._frontier_left = None, 0
-        self._hierarchy_updates = int(director["updates"])
-        self._stats = {**empty_stats(), **{k: list(v) for k, v in director["stats"].items()}}
+        super().load_state_dict(state)  # the models through load_models
+        self.hierarchy.load_state_dict(state, models=False)
 
 
-class DirectorTrainer(Hierarchy, OnlineTrainer):
+class DirectorTrainer(HierarchyTrainer, OnlineTrainer):
     """The hierarchy trained online: it acts in training too, so each training episode
     logs the goal reach of its intervals, the last one closed when the episode ends."""
 
     def after_env_step(self, obs: torch.Tensor, reward: float, done: bool, info: dict) -> None:
         if done:
-            self._close_interval(self._encode(obs), self._stats)
+            self.hierarchy.end_episode(obs, self.acting_task)
 
     def _close_episode(self, episode: dict[str, list], started: float) -> dict[str, float]:
-        metrics = {**super()._close_episode(episode, started), **goal_metrics(self._stats)}
-        self._stats = empty_stats()
-        return metrics
+        return {**super()._close_episode(episode, started), **self.hierarchy.episode_metrics()}
 
 
-class OfflineDirectorTrainer(Hierarchy, OfflineTrainer):
+class OfflineDirectorTrainer(HierarchyTrainer, OfflineTrainer):
     """The hierarchy trained from saved replay (`data_dir`; the way a task set trains):
     each of `steps` updates trains the world model, then the hierarchy; evaluations
     act with goals on every task of a set."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from tdmpc2.common.evaluation import each_task
 from tdmpc2.common.multitask_buffer import MultitaskBuffer
 from tdmpc2.trainer.base import Trainer
 
@@ -52,14 +52,8 @@ class OfflineTrainer(Trainer):
         their mean as `episode_reward` (the same for success); video of the first task."""
         if not self.cfg.multitask:
             return super().eval(episodes, video)
-        per_task = []
-        for task in range(len(self.cfg.tasks)):
-            self.env.task = task
-            per_task.append(super().eval(episodes, video and task == 0))
-        results = {k: float(np.mean([r[k] for r in per_task])) for k in per_task[0]}
-        for name, task_results in zip(self.cfg.tasks, per_task, strict=True):
-            results.update({f"{k}+{name}": v for k, v in task_results.items()})
-        return results
+        one = super().eval
+        return each_task(self.cfg.tasks, self.env, lambda first: one(episodes, video and first))
 
     def work_left(self) -> dict[str, int]:
         cfg = self.cfg

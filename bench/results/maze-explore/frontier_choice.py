@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from bench import maze_goals  # noqa: E402
-from tdmpc2.trainer import director_trainer as dt  # noqa: E402
+from tdmpc2.common import hierarchy as dt  # noqa: E402
 
 PILOT = ROOT / "bench/results/maze-frontier/ogbench-pointmaze-medium-singletask-task1-v0"
 AGENTS = ("director-goals", "frontier", "frontier-p3")
@@ -32,15 +32,15 @@ def scaled(z: torch.Tensor) -> torch.Tensor:
     return KNN((z - z.mean(0)) / z.std(0).clamp_min(1e-6))
 
 
-def by_observation(self) -> torch.Tensor:
+def by_observation(self, replay) -> torch.Tensor:
     """Ranked by the observations' density (state tasks only), the latent returned."""
-    obs = self.buffer.sample(dt.FRONTIER_CANDIDATES)["obs"][0]
+    obs = replay.sample(dt.FRONTIER_CANDIDATES)["obs"][0]
     return self.agent.model.encode(obs)[KNN(obs.float()).argmax()].unsqueeze(0)
 
 
-def recon_error(self) -> torch.Tensor:
+def recon_error(self, replay) -> torch.Tensor:
     """The pilot's ranking: the Goal-VAE's reconstruction error."""
-    z = self.agent.model.encode(self.buffer.sample(dt.FRONTIER_CANDIDATES)["obs"][0])
+    z = self.agent.model.encode(replay.sample(dt.FRONTIER_CANDIDATES)["obs"][0])
     return z[self.goal_vae.recon_error(z).argmax()].unsqueeze(0)
 
 

@@ -6,17 +6,33 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
+from omegaconf import DictConfig
 
+from tdmpc2.agent import TDMPC2
 from tdmpc2.common.buffer import stack_episode
+from tdmpc2.common.logger import Logger
 from tdmpc2.common.progress import Progress, duration
 from tdmpc2.common.seed import rng_state, set_rng_state
 from tdmpc2.envs import make_env
 
-if TYPE_CHECKING:
-    from tdmpc2.trainer.base import Trainer
+
+class Trainer(Protocol):
+    """What the probe reads of a trainer (`tdmpc2.trainer.base.Trainer`, which imports
+    this module, so it is described here rather than imported)."""
+
+    cfg: DictConfig
+    agent: TDMPC2
+    logger: Logger
+    phase_costs: dict
+    _step: int
+
+    def work_left(self) -> dict[str, int]: ...
+
+    def _scratch_buffer(self, cfg: DictConfig, episode: dict[str, torch.Tensor]): ...
+
 
 PROBE_MAX_PARAMS = 50_000_000  # above this a second model for timing could exhaust GPU memory
 

@@ -4,7 +4,7 @@ With a GPU it trains the default task at the public defaults (model_size 5, the 
 steps). Without one it trains the same task at the setting the walker-defaults study
 measured on one CPU core (bench/results/walker-defaults: model_size 1, 8,000 steps, one
 thread), evaluated every 4,000 steps instead of 2,000 (a director evaluation episode
-costs about 3 minutes there), which shows learning in about an hour. Overrides given on
+costs about 3 minutes there); it shows learning in about an hour and a half. Overrides on
 the command line come after the chosen ones, so they win.
 A `task=` among them means the user chose: the command then runs as given.
 
@@ -24,9 +24,8 @@ PRESETS = ROOT / "tdmpc2" / "configs" / "task"
 # spacing (tests/test_first_run.py checks them against its saved config.yaml).
 CPU_OVERRIDES = ["model_size=1", "steps=8000", "eval_freq=4000", "eval_episodes=2", "threads=1"]
 CPU_STUDY = "bench/results/walker-defaults"
-# Its wall time: about an hour on an idle core (the study's step times); on 2026-12-06 a
-# fresh clone's `make train` beside other runs (load 6 on 2 cores) needed about 2.5 h (README).
-CPU_MEASURED = "about an hour on an idle core, longer beside other runs"
+# Its wall time, measured on a fresh clone on 2026-12-07 beside one other run (README).
+CPU_MEASURED = "1 h 29 min beside another run on a 2-core CPU (measured)"
 
 
 def default_task() -> str:

@@ -3,7 +3,7 @@
 With a GPU it trains the default task at the public defaults (model_size 5, the preset's
 steps). Without one it trains the same task at the setting the walker-defaults study
 measured on one CPU core (bench/results/walker-defaults: model_size 1, 8,000 steps, one
-thread), evaluated every 4,000 steps instead of 2,000 (a director evaluation episode
+thread), evaluated every 4,000 steps instead of 2,000 (an evaluation episode of the preset
 costs about 3 minutes there); it shows learning in about an hour and a half. Overrides on
 the command line come after the chosen ones, so they win.
 A `task=` among them means the user chose: the command then runs as given.

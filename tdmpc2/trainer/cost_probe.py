@@ -57,7 +57,7 @@ def time_parts(trainer: Trainer, repeats: int) -> tuple[dict[str, float], str]:
     """Seconds per random environment step, planner call and update.
 
     Timed on a scratch trainer of the same class: its own environment, a copy of the
-    agent, the trainer's other modules (the hierarchy's, say) built anew, and a replay of
+    agent, the trainer's other modules (an extension's, say) built anew, and a replay of
     one random episode. The run's own objects are never called, and the global random
     states are put back, so the run draws the numbers of a run that was never timed.
     """

@@ -10,6 +10,7 @@ visited cells. Run from the repository root:
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -53,6 +54,13 @@ VARIANTS = {
 }
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    missing = [a for a in AGENTS if not (PILOT / a / "seed1/checkpoint.pt").exists()]
+    if missing:
+        sys.exit(
+            f"no checkpoint for {', '.join(missing)} under {PILOT.relative_to(ROOT)}: "
+            "run bench/results/maze-frontier/run.sh first (checkpoints are not in git)"
+        )
     print("| ranking | " + " | ".join(AGENTS) + " |")
     print("|---|" + "---|" * len(AGENTS))
     for name, (rank, pick) in VARIANTS.items():

@@ -60,15 +60,16 @@ def test_after_a_rollback_the_first_run_is_flat(monkeypatch, tmp_path):
 def test_the_cpu_setting_is_what_its_study_measured():
     """Composed, the first run's config equals each of the study's saved config.yaml files
     key for key (bookkeeping aside, as for the presets: tests/test_presets.py), but for
-    eval_freq: evaluating half as often trains the same."""
+    when it stops and how it evaluates: the study's runs, stopped at step 6,000."""
     args, _ = first_run.choose([], gpu=False)
     ours = flat(OmegaConf.to_container(composed(args), resolve=False))
-    assert ours.pop("eval_freq") == 4000
+    shorter = {"steps": (6000, 8000), "eval_freq": (3000, 2000), "eval_episodes": (1, 2)}
+    assert {key: ours.pop(key) for key in shorter} == {k: v[0] for k, v in shorter.items()}
     runs = sorted((ROOT / first_run.CPU_STUDY).glob("*/director/seed*/config.yaml"))
     assert len(runs) == 3
     for saved in runs:
         study = flat(OmegaConf.to_container(OmegaConf.load(saved), resolve=False))
-        assert study.pop("eval_freq") == 2000
+        assert {key: study.pop(key) for key in shorter} == {k: v[1] for k, v in shorter.items()}
         assert not differences(ours, study), saved.relative_to(ROOT)
         assert study["device"] == "cpu" and study["threads"] == ours["threads"] == 1
 

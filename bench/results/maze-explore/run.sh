@@ -12,3 +12,13 @@ python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --s
 # Seeds 1-2 ran (2026-12-07); seed 3 and the control (director-goals) did not fit the session.
 python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds 1 2 \
   --agents "frontier-density=$M,manager.frontier=0.5"
+# Director's worker (maze-worker's goal-worker-k32: goals alone lead the planner while
+# training, held 32 steps) with frontier goals held 4 intervals, and the same without
+# them as its control; seeds interleaved so that a cut session leaves matched pairs.
+W="$M,worker.task_coef=0,manager.goal_interval=32,manager.gamma=0.73"
+W="$W,worker.relabel_offset=64"
+for seed in 1 2 3; do
+  python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds $seed \
+    --agents "frontier-worker=$W,manager.frontier=0.5,manager.frontier_hold=4" \
+    "goal-worker-k32=$W"
+done

@@ -339,6 +339,36 @@ def test_rarity_is_large_where_latents_are_sparse():
     assert scores[40] > 2 * scores[:40].max()
 
 
+def test_rarity_against_a_reference_is_large_away_from_it():
+    """Against replay latents: a latent beside them is not rare, one far from them is, and
+    the latent itself is never among its own neighbours."""
+    torch.manual_seed(0)
+    reference = torch.randn(64, 8)
+    near, far = reference[:1] + 0.01, reference[:1] + 10.0
+    scores = rarity(torch.cat([near, far]), reference, k=1)
+    assert scores[0] < 0.1 < 5.0 < scores[1]
+    assert rarity(reference[:1], reference, k=1) < 1e-3  # a reference latent finds itself
+
+
+def test_rarity_exploration_rewards_the_manager_for_where_the_replay_is_sparse(tmp_path):
+    """With manager.exploration=rarity the Manager's bonus for an imagined interval is its
+    end latent's rarity among FRONTIER_CANDIDATES replay latents, drawn once per update."""
+    extra = ["manager.exploration=rarity", "manager.decisions=2", "manager.update_every=1"]
+    trainer = filled_director(tmp_path, extra)
+    hierarchy, references, seen = trainer.hierarchy, [], []
+    draw, update = hierarchy._replay_latents, hierarchy.manager.update
+    hierarchy._replay_latents = lambda replay: references.append(draw(replay)) or references[-1]
+    hierarchy.manager.update = lambda *args: seen.append(args) or update(*args)
+    hierarchy.update(trainer.buffer, trainer._step)
+    ((zs, _, rewards, _),) = seen
+    (reference,) = references
+    assert reference.shape == (FRONTIER_CANDIDATES, zs.shape[-1])
+    ends = zs[1:]  # [decisions, batch, latent]
+    expected = rarity(ends.flatten(0, 1), reference).view(ends.shape[:2])
+    assert torch.allclose(rewards[1], expected, atol=1e-5)
+    assert (rewards[1] > 0).all()
+
+
 def test_frontier_goal_is_the_rarest_replay_state_held_for_frontier_hold(tmp_path):
     """With manager.frontier=1 a training episode's first goal is the rarest replay latent
     among those drawn; it is held for frontier_hold intervals, then the Manager picks;
@@ -384,6 +414,7 @@ def test_frontier_goal_is_the_rarest_replay_state_held_for_frontier_hold(tmp_pat
         ("worker.task_coef=-1", "worker.task_coef must be >= 0, got -1"),
         ("manager.frontier=1.5", "manager.frontier must be in [0, 1], got 1.5"),
         ("manager.frontier_hold=0", "manager.frontier_hold must be >= 1, got 0"),
+        ("manager.exploration=novel", "manager.exploration must be recon or rarity, got novel"),
     ],
 )
 def test_check_director_cfg_rejects_with_one_line(override, message):

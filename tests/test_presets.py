@@ -36,6 +36,7 @@ ADDED_SINCE = {
     "worker.eval_goals": True,
     "manager.frontier": 0.0,
     "manager.frontier_hold": 16,  # acts only with manager.frontier > 0
+    "manager.exploration": "recon",
 }
 
 

@@ -53,6 +53,8 @@ def check_director_cfg(cfg: DictConfig) -> None:
         raise ConfigError(f"manager.frontier must be in [0, 1], got {m.frontier}")
     if int(m.frontier_hold) < 1:
         raise ConfigError(f"manager.frontier_hold must be >= 1, got {m.frontier_hold}")
+    if m.exploration not in ("recon", "rarity"):
+        raise ConfigError(f"manager.exploration must be recon or rarity, got {m.exploration}")
     if w.goal_scale not in ("spread", "range"):
         raise ConfigError(f"worker.goal_scale must be spread or range, got {w.goal_scale}")
 
@@ -66,17 +68,22 @@ def keys_for(cls: type, group: DictConfig) -> dict:
     return {key: value for key, value in group.items() if key in params}
 
 
-FRONTIER_CANDIDATES = 1024  # replay states ranked for each frontier goal
+FRONTIER_CANDIDATES = 1024  # replay states a frontier goal or a rarity is measured among
 FRONTIER_NEIGHBOURS = 8  # a state's rarity: the distance to its 8th-nearest candidate
 
 
-def rarity(z: torch.Tensor, k: int = FRONTIER_NEIGHBOURS) -> torch.Tensor:
-    """Distance from each latent [N, latent] to its k-th nearest other one: large where
-    the replay is sparse. On three pointmaze-medium checkpoints the rarest of 1,024 fell
-    in the rarest quarter of visited cells 55-77% of the time; the Goal-VAE's worst
-    reconstruction 20-42%, k=32 5-28%, each dimension first scaled to unit spread
-    14-80% (bench/results/maze-explore/frontier-choice.md)."""
-    return torch.cdist(z, z).topk(k + 1, largest=False).values[:, -1]  # the first: itself
+def rarity(
+    z: torch.Tensor, reference: torch.Tensor | None = None, k: int = FRONTIER_NEIGHBOURS
+) -> torch.Tensor:
+    """Distance from each latent [N, latent] to its k-th nearest in `reference` [M, latent]
+    (default: the other latents of z): large where the replay is sparse. On three
+    pointmaze-medium checkpoints the rarest of 1,024 fell in the rarest quarter of visited
+    cells 55-77% of the time; the Goal-VAE's worst reconstruction 20-42%, k=32 5-28%,
+    each dimension first scaled to unit spread 14-80%
+    (bench/results/maze-explore/frontier-choice.md)."""
+    if reference is None:  # the nearest is the latent itself
+        return torch.cdist(z, z).topk(k + 1, largest=False).values[:, -1]
+    return torch.cdist(z, reference).topk(k, largest=False).values[:, -1]
 
 
 def empty_stats() -> dict[str, list]:
@@ -106,8 +113,9 @@ class Hierarchy:
     world model's) trains the Goal-VAE and the goal critic and policy on replay
     transitions with relabelled goals, and the Manager in imagination: from replay
     latents it picks codes, the goal policy plays each interval in the world model, and
-    the Manager is rewarded with the predicted reward plus the Goal-VAE's
-    reconstruction error of where the interval ends.
+    the Manager is rewarded with the predicted reward plus an exploration bonus for where
+    the interval ends: the Goal-VAE's reconstruction error (Director), or with
+    `manager.exploration=rarity` that latent's distance to its neighbours in the replay.
 
     Multi-task: the Goal-VAE, the Manager and the goal Worker take no task embedding.
     They read latents, which the encoder makes from the observation and the task
@@ -274,9 +282,14 @@ class Hierarchy:
         decoded code that names the replay's bulk. Not the Goal-VAE's reconstruction
         error: its pick fell in the rarest quarter of visited maze cells 9-22% of the
         time (bench/results/maze-frontier)."""
-        obs = replay.sample(FRONTIER_CANDIDATES)["obs"][0]
-        z = self.agent.model.encode(obs)
+        z = self._replay_latents(replay)
         return z[rarity(z).argmax()].unsqueeze(0)
+
+    @torch.no_grad()
+    def _replay_latents(self, replay: Replay) -> torch.Tensor:
+        """FRONTIER_CANDIDATES latents of replay states, [N, latent]."""
+        batch = replay.sample(FRONTIER_CANDIDATES)
+        return self.agent.model.encode(batch["obs"][0], batch.get("task"))  # task: [N]
 
     def _close_interval(self, z: torch.Tensor, stats: dict) -> None:
         """Goal reach of the interval that ends at latent z: did it end nearer its goal
@@ -336,8 +349,11 @@ class Hierarchy:
         m = self.cfg.manager
         if self._updates % int(m.update_every) == 0:
             n = int(m.batch_size)
+            reference = self._replay_latents(replay) if m.exploration == "rarity" else None
             interval = functools.partial(
-                self._imagine_interval, task=None if task is None else task[:n]
+                self._imagine_interval,
+                task=None if task is None else task[:n],
+                reference=reference,
             )
             imagined = self.manager.imagine(z[:n], interval, int(m.decisions))
             metrics.update(self.manager.update(*imagined))
@@ -352,13 +368,18 @@ class Hierarchy:
 
     @torch.no_grad()
     def _imagine_interval(
-        self, z: torch.Tensor, code: torch.Tensor, task: torch.Tensor | None = None
+        self,
+        z: torch.Tensor,
+        code: torch.Tensor,
+        task: torch.Tensor | None = None,
+        reference: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One goal interval in the world model under the goal policy: (last latents,
-        discounted predicted reward, Goal-VAE reconstruction error of the last latents,
-        1 where the interval ended the episode). With `task` [B], each row steps and
-        discounts as its task does. On episodic tasks rewards stop at the first
-        predicted termination, as in planning."""
+        discounted predicted reward, exploration bonus of the last latents, 1 where the
+        interval ended the episode). The bonus is their `rarity` among the `reference`
+        replay latents when given, else the Goal-VAE's reconstruction error. With `task`
+        [B], each row steps and discounts as its task does. On episodic tasks rewards
+        stop at the first predicted termination, as in planning."""
         model, goal = self.agent.model, self.goal_vae.decode(code)
         mask = None if task is None else model.action_masks[task]
         gamma = self.agent._gamma(task)
@@ -371,7 +392,8 @@ class Hierarchy:
             if self.cfg.episodic:
                 alive = alive * (model.termination(z, task).squeeze(-1) <= 0)
             discount = discount * gamma
-        return z, ret, self.goal_vae.recon_error(z), 1 - alive
+        bonus = self.goal_vae.recon_error(z) if reference is None else rarity(z, reference)
+        return z, ret, bonus, 1 - alive
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:

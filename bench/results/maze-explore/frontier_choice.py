@@ -47,7 +47,7 @@ def recon_error(self, replay) -> torch.Tensor:
 
 VARIANTS = {
     "latent, 8th-nearest (the code's)": (KNN, PICK),
-    "latent, 32nd-nearest": (lambda z: KNN(z, 32), PICK),
+    "latent, 32nd-nearest": (lambda z: KNN(z, k=32), PICK),
     "latent scaled, 8th-nearest": (scaled, PICK),
     "Goal-VAE reconstruction error": (KNN, recon_error),
     "observation, 8th-nearest": (KNN, by_observation),

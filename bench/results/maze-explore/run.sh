@@ -22,3 +22,9 @@ for seed in 1 2 3; do
     --agents "frontier-worker=$W,manager.frontier=0.5,manager.frontier_hold=4" \
     "goal-worker-k32=$W"
 done
+# The same worker with the Manager's exploration bonus by latent rarity instead of the
+# Goal-VAE's reconstruction error (goal-worker-k32 is its control too).
+for seed in 1 2 3; do
+  python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds $seed \
+    --agents "rarity-worker=$W,manager.exploration=rarity"
+done

@@ -5,8 +5,8 @@ steps). Without one it trains the same task at the setting the walker-defaults s
 measured on one CPU core (bench/results/walker-defaults: model_size 1, one thread), stopped
 at 6,000 of its 8,000 steps and evaluated on one episode every 3,000 steps (an evaluation
 episode costs about 3 minutes there, a training step about 0.6 s), so that it shows
-learning in about an hour. Overrides on
-the command line come after the chosen ones, so they win.
+learning within an hour (48 minutes measured, README). Overrides on the command line come
+after the chosen ones, so they win.
 A `task=` among them means the user chose: the command then runs as given.
 
     python tdmpc2/first_run.py [key=value ...]
@@ -26,7 +26,7 @@ PRESETS = ROOT / "tdmpc2" / "configs" / "task"
 CPU_OVERRIDES = ["model_size=1", "steps=6000", "eval_freq=3000", "eval_episodes=1", "threads=1"]
 CPU_STUDY = "bench/results/walker-defaults"
 # Its wall time, measured on a fresh clone on 2026-12-07 beside one other run (README).
-CPU_MEASURED = "about an hour on one core of a 2-core CPU (to be measured)"
+CPU_MEASURED = "48 min on one core of a 2-core CPU, evaluation return 43 -> 221 (measured)"
 
 
 def default_task() -> str:

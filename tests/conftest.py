@@ -30,7 +30,6 @@ ADDED = re.search(
     r"^ADDED=\((.*?)\)", (ROOT / "apply_director_patches.sh").read_text(), re.M | re.S
 )
 DIRECTOR_FILES = set(ADDED[1].split())  # the files the script adds, by relative path
-needs_director = pytest.mark.skipif(not DIRECTOR, reason="Director extension rolled back")
 
 
 def rolled_back(item: str) -> bool:

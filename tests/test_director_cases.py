@@ -157,8 +157,10 @@ def test_the_best_cup_catch_command_is_the_flat_nov_runs_setting():
         assert not differences(ours, flat(OmegaConf.to_container(OmegaConf.load(saved))))
 
 
-def test_the_first_run_is_the_director_walker_preset():
-    assert first_run.default_task() == "director_walker_walk"
+def test_the_first_run_is_the_director_walker_preset_at_its_steps():
+    args, _ = first_run.choose([], gpu=True)
+    assert args == ["task=director_walker_walk"]
+    assert composed(args).steps == 100_000
 
 
 def test_the_cpu_setting_is_what_its_study_measured():

@@ -23,6 +23,7 @@ ADDED=(
   tdmpc2/configs/task/director_pointmaze.yaml
   tests/test_director.py
   tests/test_director_multitask.py
+  tests/test_director_cases.py
   tests/test_goal_vae.py
   tests/test_goal_worker.py
   tests/test_manager.py

@@ -1,5 +1,6 @@
 """bench/learning.py trains a tiny grid end to end, skips finished runs and reports them;
-the named agents, per-task coverage coordinates and the command line's help."""
+the named agents, per-task coverage coordinates and the command line's help. The Director
+agents' grid, control and goal targets: test_director_cases.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,8 +22,8 @@ from tdmpc2.common import checkpoint
 from tdmpc2.common.buffer import Buffer
 from tests.conftest import ROOT
 
-QUICK = ["--agents", "flat", "director", "--seeds", "1", "--steps", "300", "--eval-freq", "150"]
-QUICK += ["--eval-episodes", "1", "--model-size", "1", "--jobs", "2", "--overrides"]
+QUICK = ["--seeds", "1", "--steps", "300", "--eval-freq", "150", "--eval-episodes", "1"]
+QUICK += ["--model-size", "1", "--jobs", "2", "--overrides"]
 QUICK += ["seed_steps=100", "num_samples=32", "num_elites=8", "num_pi_trajs=4", "iterations=1"]
 QUICK += ["batch_size=16", "horizon=2", "buffer_size=2000"]
 
@@ -31,37 +33,34 @@ def bench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def grid(tmp_path_factory):
-    """The quick grid trained once: (out folder, stdout of the first run)."""
+def train_grid(tmp_path_factory, agents: list[str]) -> tuple[Path, str]:
+    """The quick grid of `agents` trained: (out folder, stdout of the first run)."""
     out = tmp_path_factory.mktemp("learning")
-    first = bench("run", "--out", out, *QUICK)
+    first = bench("run", "--out", out, "--agents", *agents, *QUICK)
     logs = [log.read_text()[-1500:] for log in sorted(out.glob("*/*/seed*/train.log"))]
     assert first.returncode == 0, "\n".join([first.stdout, first.stderr[-1500:], *logs])
     return out, first.stdout
 
 
-def test_grid_trains_every_run_to_the_budget(grid):
+def check_grid(grid, agents: list[str]) -> None:
+    """Every run of the grid trained to its budget, and a rerun trains nothing."""
     out, stdout = grid
-    assert "2 runs in the grid, 0 finished, 2 to run" in stdout
-    assert stdout.count(": ok in ") == 2
-    for agent in ("flat", "director"):
+    n = len(agents)
+    assert f"{n} runs in the grid, 0 finished, {n} to run" in stdout
+    assert stdout.count(": ok in ") == n
+    for agent in agents:
         run_dir = out / "walker-walk" / agent / "seed1"
         assert (run_dir / "eval.csv").is_file(), (run_dir / "train.log").read_text()[-2000:]
         assert common.last_step(run_dir) >= 300
         assert common.finished(run_dir, 300)
-
-
-def test_rerun_skips_finished_runs(grid):
-    out, _ = grid
-    again = bench("run", "--out", out, *QUICK, timeout=120)
+    again = bench("run", "--out", out, "--agents", *agents, *QUICK, timeout=120)
     assert again.returncode == 0, again.stderr
-    assert "2 runs in the grid, 2 finished, 0 to run" in again.stdout
+    assert f"{n} runs in the grid, {n} finished, 0 to run" in again.stdout
     assert "[1/" not in again.stdout  # nothing trained
 
 
-def test_report_table_and_png(grid):
-    out, _ = grid
+def report_rows(out: Path) -> dict[str, dict]:
+    """`report`'s table by agent, each row one seed at step 300; its PNG is written."""
     png = out / "l.png"
     rep = bench("report", "--out", out, "--png", png, timeout=300)
     assert rep.returncode == 0, rep.stderr
@@ -71,7 +70,6 @@ def test_report_table_and_png(grid):
     for line in lines[2:]:
         row = dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True))
         rows[row["agent"]] = row
-    assert set(rows) == {"flat", "director"}
     for row in rows.values():
         assert row["task"] == "walker-walk" and row["seeds"] == "1"
         assert row["last step"] == "300"
@@ -80,11 +78,23 @@ def test_report_table_and_png(grid):
     assert rows["flat"]["vs flat"] == "1.00"
     random_actions = json.loads((out / "walker-walk" / "random.json").read_text())
     assert random_actions["episodes"] == 30 and 0 <= random_actions["return"] < 100
-    assert rows["flat"]["random"] == rows["director"]["random"] == f"{random_actions['return']:.0f}"
-    assert float(rows["director"]["vs flat"]) == pytest.approx(
-        float(rows["director"]["per seed"][2:]) / float(rows["flat"]["per seed"][2:]), abs=0.05
-    )
+    assert rows["flat"]["random"] == f"{random_actions['return']:.0f}"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return rows
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """The quick grid of the flat agent, trained once."""
+    return train_grid(tmp_path_factory, ["flat"])
+
+
+def test_grid_trains_every_run_to_the_budget_and_a_rerun_skips_it(grid):
+    check_grid(grid, ["flat"])
+
+
+def test_report_table_and_png(grid):
+    assert set(report_rows(grid[0])) == {"flat"}
 
 
 def test_parse_agent():
@@ -156,18 +166,16 @@ def test_report_pools_folders_and_cuts_runs_at_steps(grid, tmp_path):
     table = report.report([out, tmp_path], None, None)  # each at its own budget
     assert "| walker-walk | flat | 1 | 300 |" in table
     assert "- walker-walk flat seed9: eval at step 300 of 600" in table
-    (tmp_path / "walker-walk" / "director").mkdir()
-    (tmp_path / "walker-walk" / "director" / "seed1").symlink_to(
-        out / "walker-walk" / "director" / "seed1", target_is_directory=True
+    (tmp_path / "walker-walk" / "flat" / "seed1").symlink_to(
+        out / "walker-walk" / "flat" / "seed1", target_is_directory=True
     )
     with pytest.raises(ValueError, match="is in more than one --out folder"):
         report.report([out, tmp_path], None, None)
 
 
 def test_a_grid_stopped_by_sigterm_resumes_where_it_stopped(tmp_path):
-    command = [sys.executable, "bench/learning.py", "run", "--out", str(tmp_path), *QUICK]
-    command[command.index("director")] = "flat"  # one agent, seed 1: a single run
-    command.remove("flat")
+    command = [sys.executable, "bench/learning.py", "run", "--out", str(tmp_path)]
+    command += ["--agents", "flat", *QUICK]  # one agent, seed 1: a single run
     runner = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     run_dir = tmp_path / "walker-walk" / "flat" / "seed1"
     deadline = time.time() + 600
@@ -188,32 +196,8 @@ def test_a_grid_stopped_by_sigterm_resumes_where_it_stopped(tmp_path):
     assert "resuming from" in (run_dir / "train.log").read_text()
 
 
-def test_control_evaluates_each_hierarchy_with_and_without_its_goal_term(grid):
-    out, _ = grid
-    assert (out / "walker-walk" / "director" / "seed1" / "checkpoint.pt").is_file()
-    other = bench("control", "--out", out, "--tasks", "cup-catch")
-    assert other.returncode != 0
-    assert "no finished hierarchical run of cup-catch" in other.stderr
-    unknown = bench("control", "--out", out, "--agents", "flat", "director-x")
-    assert unknown.returncode != 0
-    assert "no finished hierarchical run of flat, director-x" in unknown.stderr
-    command = ["control", "--out", out, "--eval-episodes", "1", "--tasks", "walker-walk"]
-    command += ["--agents", "director"]
-    command += ["--overrides", "manager.deterministic=true"]
-    result = bench(*command, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines()[2:]]
-    assert [(r[1].strip(), r[3].strip()) for r in rows] == [("director", "0.5"), ("director", "0")]
-    for row in rows:  # goal reach is a share and a similarity, both in [0, 1]
-        assert 0 <= float(row[5]) <= 1 and 0 <= float(row[6]) <= 1
-    evaluated = (out / "walker-walk" / "director" / "seed1" / "eval" / "eval.csv").read_text()
-    assert {"worker.goal_coef", "manager.deterministic"} <= set(
-        evaluated.splitlines()[0].split(",")
-    )
-
-
 def test_final_evaluates_every_runs_last_checkpoint_again(grid):
-    """`final` evaluates flat and hierarchy alike, as trained, and tabulates them by seed."""
+    """`final` evaluates each run's last checkpoint, as trained, and tabulates it by seed."""
     out, _ = grid
     missing = bench("final", "--out", out, "--agents", "director-x")
     assert missing.returncode != 0
@@ -221,7 +205,7 @@ def test_final_evaluates_every_runs_last_checkpoint_again(grid):
     result = bench("final", "--out", out, "--eval-episodes", "1", "--jobs", "2", timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines()[2:]]
-    assert [r[1].strip() for r in rows] == ["director", "flat"]
+    assert [r[1].strip() for r in rows] == ["flat"]
     for row in rows:
         evaluated = common.read_rows(
             out / "walker-walk" / row[1].strip() / "seed1" / "eval" / "eval.csv"
@@ -229,39 +213,13 @@ def test_final_evaluates_every_runs_last_checkpoint_again(grid):
         assert row[3].strip() == f"{int(float(evaluated[-1]['step'])):,}"
         assert row[5].strip() == f"1:{float(evaluated[-1]['episode_reward']):.0f}"
         assert row[7].strip() == f"{float(evaluated[-1]['episode_success']):.2f} ± 0.00"
-    trained = common.read_rows(out / "walker-walk" / "director" / "seed1" / "eval" / "eval.csv")
-    assert trained[-1]["worker.goal_coef"] == "0.5"  # as trained, not the control's 0
-    assert rows[1][6].strip() == "1.00"  # flat against itself
+    assert rows[0][6].strip() == "1.00"  # flat against itself
     flat_csv = out / "walker-walk" / "flat" / "seed1" / "eval" / "eval.csv"
     evaluations = len(common.read_rows(flat_csv))
     again = bench("final", "--out", out, "--eval-episodes", "1", "--agents", "flat", timeout=120)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stdout.splitlines()[2] == result.stdout.splitlines()[3]  # cached, not rerun
+    assert again.stdout.splitlines()[2] == result.stdout.splitlines()[2]  # cached, not rerun
     assert len(common.read_rows(flat_csv)) == evaluations
-    command = ["final", "--out", out, "--eval-episodes", "1", "--agents", "director"]
-    flat_planned = bench(*command, "--overrides", "worker.eval_goals=false", timeout=300)
-    assert flat_planned.returncode == 0, flat_planned.stderr[-2000:]
-    director_eval = out / "walker-walk" / "director" / "seed1" / "eval"
-    assert common.read_rows(director_eval / "eval.csv")[-1]["worker.eval_goals"] == "False"
-    assert (director_eval / "final+worker.eval_goals=false.json").is_file()
-    assert (director_eval / "final.json").is_file()  # the as-trained evaluation's cache stays
-
-
-def test_goal_targets_are_training_states_and_tabulated(grid):
-    """Each decoded goal maps to the coordinates of one of the run's training states (the
-    walker run's first two observations stand in for a task's coordinates)."""
-    run_dir = grid[0] / "walker-walk" / "director" / "seed1"
-    states = coverage.training_steps(run_dir)["obs"]
-    targets = coverage.goal_targets(run_dir, states, lambda obs: obs[:, :2], n=16)
-    assert list(targets) == ["random codes", "Manager's codes"]
-    for places in targets.values():
-        assert places.shape == (16, 2)
-        assert (places[:, None] == states[None, :, :2]).all(-1).any(-1).all()
-
-    hanging = torch.tensor([[0.0, -0.3], [0.0, -0.2], [0.0, 0.1], [0.0, -0.4]])
-    lines = coverage.goal_table([("cup-catch", "director", "seed2", hanging, targets)])
-    assert lines[-1].startswith("| cup-catch | director | 2 | -0.25 / 0.01 m, 25.0% |")
-    assert lines[-1].count(" m, ") == 3
 
 
 def test_cup_catch_coordinates_are_zero_with_the_ball_in_the_cup():
@@ -402,28 +360,6 @@ def test_maze_coverage_counts_visited_cells(tmp_path):
     assert lines[-1] == f"| {MAZE} | director | 1 | {' | '.join(cells)} |"
 
 
-# A hierarchy on the maze small enough to train in a minute: one seeding episode of 250
-# steps (action_repeat 4) and one acting episode, the replay buffer in its checkpoint.
-TINY_MAZE = ["model_size=1", "mlp_dim=32", "enc_dim=32", "latent_dim=16", "num_samples=32"]
-TINY_MAZE += ["num_elites=4", "num_pi_trajs=4", "iterations=1", "batch_size=16"]
-TINY_MAZE += ["goal_vae.hidden_dim=16", "manager.hidden_dim=16", "worker.hidden_dim=16"]
-TINY_MAZE += ["manager.batch_size=8", "worker.batch_size=16", "device=cpu", "threads=1"]
-TINY_MAZE += [f"task={MAZE}", "trainer=director", "action_repeat=4", "manager.frontier=0.5"]
-TINY_MAZE += ["steps=500", "seed_steps=250", "eval_freq=500", "eval_episodes=1"]
-TINY_MAZE += ["save_buffer=true", "progress_bar=false"]
-
-
-@pytest.fixture(scope="module")
-def maze_run(tmp_path_factory):
-    """A tiny hierarchical maze run trained once, in `<task folder>/director/seed1`."""
-    pytest.importorskip("ogbench")
-    run_dir = tmp_path_factory.mktemp("maze") / MAZE / "director" / "seed1"
-    command = [sys.executable, "tdmpc2/train.py", *TINY_MAZE, f"work_dir={run_dir}"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return run_dir
-
-
 def test_cell_rarity_ranks_cells_by_visits_and_spearman_handles_ties():
     from bench.maze_goals import cell_rarity, spearman
 
@@ -435,37 +371,6 @@ def test_cell_rarity_ranks_cells_by_visits_and_spearman_handles_ties():
     assert spearman(x, 2 * x) == pytest.approx(1.0)
     assert spearman(x, -x) == pytest.approx(-1.0)
     assert math.isnan(spearman(x, torch.ones(4)))
-
-
-def test_maze_goals_tabulates_goals_bonus_and_reach(maze_run, capsys):
-    """Three tables with a row for the run: rarities and shares in [0, 1], the 512
-    imagined intervals split into far and near goals, goal reach from train.csv."""
-    from bench import maze_goals
-
-    maze_goals.main([str(maze_run.parents[1])])
-    tables = []
-    for line in capsys.readouterr().out.splitlines():
-        if line.startswith("| agent"):
-            tables.append([line])
-        elif line.startswith("|"):
-            tables[-1].append(line)
-    assert len(tables) == 3
-    rows = []
-    for table in tables:
-        header, _, *body = ([c.strip() for c in line.strip("|").split("|")] for line in table)
-        assert len(body) == 1 and len(body[0]) == len(header)
-        assert body[0][:2] == ["director", "1"]
-        rows.append(dict(zip(header, body[0], strict=True)))
-    where, pays, reach = rows
-    assert 1 <= int(where["visited cells"]) <= 26
-    for key in list(where)[3:]:  # rarities and shares of the rarest quarter
-        assert 0 <= float(where[key]) <= 1, key
-    assert int(pays["far goals"]) + int(pays["near goals"]) == maze_goals.STARTS
-    assert float(pays["bonus, far"]) >= 0 and float(pays["bonus, near"]) >= 0
-    assert float(pays["end from start (cells)"]) >= 0
-    assert reach["episodes"] == "1"  # the last 20% of two training episodes
-    for key in maze_goals.REACH:
-        assert 0 <= float(reach[key]) <= 1, key
 
 
 ABLATION = {  # the exact specs of the maze grid that runs these names

@@ -1,9 +1,9 @@
-"""OGBench mazes: names, the missing-extra error, the maze contract, and a short training."""
+"""OGBench mazes: names, the missing-extra error and the maze contract (a short training of
+the Director on a maze: test_director_cases.py)."""
 
 from __future__ import annotations
 
 import importlib.util
-import math
 import sys
 
 import numpy as np
@@ -12,7 +12,6 @@ import torch
 
 from tdmpc2.envs import KNOWN_TASKS, ogbench
 from tests.test_envs import episode, innermost, make
-from tests.test_train import read_csv, run
 
 TASK = "ogbench-pointmaze-medium-singletask-task3-v0"
 needs_ogbench = pytest.mark.skipif(
@@ -57,37 +56,6 @@ def test_random_actions_run_the_full_1000_steps_without_the_goal():
     env, _ = make(TASK, seed=3)
     total, steps, info = episode(env, lambda obs: torch.rand(2) * 2 - 1)
     assert steps == 1000 and total == -1000.0 and info["success"] == 0.0
-
-
-@needs_ogbench
-def test_director_trains_on_a_maze_and_logs_success(tmp_path):
-    """A hierarchy with the novelty bonus trains, evaluates with success in eval.csv, saves
-    a checkpoint, evaluate.py loads it, and bench/maze_novelty.py maps its bonus."""
-    run_dir = tmp_path / "run"
-    tiny = ["model_size=1", "mlp_dim=32", "enc_dim=32", "latent_dim=16", "num_samples=32"]
-    tiny += ["num_elites=4", "num_pi_trajs=4", "iterations=1", "batch_size=16"]
-    tiny += ["goal_vae.hidden_dim=16", "manager.hidden_dim=16", "worker.hidden_dim=16"]
-    tiny += ["manager.batch_size=8", "worker.batch_size=16", "device=cpu", "threads=1"]
-    args = [*tiny, f"task={TASK}", "trainer=director", "worker.novelty_coef=1", "steps=1100"]
-    args += ["seed_steps=1000", "eval_freq=1100", "eval_episodes=1", f"work_dir={run_dir}"]
-    args += ["save_buffer=true"]
-    proc = run(["tdmpc2/train.py", *args, "progress_bar=false"])
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = read_csv(run_dir / "eval.csv")
-    assert [int(r["step"]) for r in rows] == [0, 1100]
-    for row in rows:
-        assert float(row["episode_success"]) in (0.0, 1.0)
-        assert -1000.0 <= float(row["episode_reward"]) <= 0.0
-        assert 1.0 <= float(row["goal_perplexity"]) <= 64.0  # the Manager handed out goals
-    proc = run(["tdmpc2/evaluate.py", f"checkpoint={run_dir}", f"task={TASK}", "eval_episodes=1"])
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert int(read_csv(run_dir / "eval" / "eval.csv")[0]["step"]) == 1100
-
-    from bench.maze_novelty import cell_novelty  # the bonus in visited and unvisited cells
-
-    seen, unseen = cell_novelty(run_dir)
-    assert len(seen) >= 1 and len(seen) + len(unseen) == 26  # pointmaze-medium's free cells
-    assert all(b >= 0 and math.isfinite(b) for b in seen + unseen)
 
 
 @needs_ogbench

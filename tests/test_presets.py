@@ -90,18 +90,6 @@ def test_each_preset_is_its_studys_setting_or_says_it_is_unmeasured(preset):
         assert not diff, f"{preset.name} against {saved.relative_to(ROOT)}: {diff}"
 
 
-def test_the_best_cup_catch_command_is_the_flat_nov_runs_setting():
-    """cup-catch-ablation's README: flat-nov is `task=director_cup_catch worker.goal_coef=0`."""
-    args = ["task=director_cup_catch", "worker.goal_coef=0"]
-    ours = flat(OmegaConf.to_container(parse_cfg(compose_cfg(args), args), resolve=False))
-    runs = sorted(
-        (ROOT / "bench/results/cup-catch-ablation/cup-catch/flat-nov").glob("seed*/*.yaml")
-    )
-    assert len(runs) == 3
-    for saved in runs:
-        assert not differences(ours, flat(OmegaConf.to_container(OmegaConf.load(saved))))
-
-
 def test_the_comparison_catches_a_difference():
     saved = {"steps": 10000, "worker.novelty_coef": 1, "threads": 1, "episode_length": 500}
     ours = {"steps": 100000, "worker.novelty_coef": 1.0, "threads": "auto"}

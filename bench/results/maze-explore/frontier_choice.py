@@ -20,12 +20,9 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from bench import maze_goals  # noqa: E402
-from tdmpc2.common import hierarchy as dt  # noqa: E402
 
 PILOT = ROOT / "bench/results/maze-frontier/ogbench-pointmaze-medium-singletask-task1-v0"
 AGENTS = ("director-goals", "frontier", "frontier-p3")
-KNN = dt.rarity
-PICK = dt.Hierarchy._frontier_goal
 
 
 def scaled(z: torch.Tensor) -> torch.Tensor:
@@ -45,16 +42,22 @@ def recon_error(self, replay) -> torch.Tensor:
     return z[self.goal_vae.recon_error(z).argmax()].unsqueeze(0)
 
 
-VARIANTS = {
-    "latent, 8th-nearest (the code's)": (KNN, PICK),
-    "latent, 32nd-nearest": (lambda z: KNN(z, k=32), PICK),
-    "latent scaled, 8th-nearest": (scaled, PICK),
-    "Goal-VAE reconstruction error": (KNN, recon_error),
-    "observation, 8th-nearest": (KNN, by_observation),
-}
-
 if __name__ == "__main__":
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    try:  # after --help, which works without the extension
+        from tdmpc2.common import hierarchy as dt
+    except ImportError:
+        sys.exit(
+            "error: this study needs the Director extension: bash apply_director_patches.sh apply"
+        )
+    KNN, PICK = dt.rarity, dt.Hierarchy._frontier_goal
+    VARIANTS = {
+        "latent, 8th-nearest (the code's)": (KNN, PICK),
+        "latent, 32nd-nearest": (lambda z: KNN(z, k=32), PICK),
+        "latent scaled, 8th-nearest": (scaled, PICK),
+        "Goal-VAE reconstruction error": (KNN, recon_error),
+        "observation, 8th-nearest": (KNN, by_observation),
+    }
     missing = [a for a in AGENTS if not (PILOT / a / "seed1/checkpoint.pt").exists()]
     if missing:
         sys.exit(

@@ -23,7 +23,8 @@ for seed in 1 2 3; do
     "goal-worker-k32=$W"
 done
 # The same worker with the Manager's exploration bonus by latent rarity instead of the
-# Goal-VAE's reconstruction error (goal-worker-k32 is its control too).
+# Goal-VAE's reconstruction error (goal-worker-k32 is its control too). Ran: seeds 1 and
+# 3 of the loop above (seed 2 stopped at step 2,000), seed 1 of this one.
 for seed in 1 2 3; do
   python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds $seed \
     --agents "rarity-worker=$W,manager.exploration=rarity"

@@ -17,7 +17,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from bench.learn import cli, common, coordinates, coverage, coverage_plot, report, run
+from bench.learn import cli, common, compare, coordinates, coverage, coverage_plot, report, run
 from tdmpc2.common import checkpoint
 from tdmpc2.common.buffer import Buffer
 from tests.conftest import ROOT
@@ -411,7 +411,7 @@ def test_named_agents_expand_to_the_exact_overrides(tmp_path):
 def test_help_of_each_subcommand_describes_every_option():
     top = cli.parser()
     jobs = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction)).choices
-    assert set(jobs) == {"run", "report", "control", "final", "coverage"}
+    assert set(jobs) == {"run", "report", "control", "final", "coverage", "compare"}
     for name, parser in jobs.items():
         text = "".join(parser.format_help().split())  # wrapping may break words at hyphens
         for action in parser._actions:
@@ -426,6 +426,54 @@ def test_help_of_each_subcommand_describes_every_option():
         timeout=120,
     )
     assert shown.returncode == 0 and "--png" in shown.stdout and "ogbench-*" in shown.stdout
+
+
+def coverage_rows(agent: str, figures: list[str], first_seed: int = 1) -> str:
+    """A per-run table as `coverage` writes it (the columns compare reads and one more)."""
+    rows = [
+        f"| maze | {agent} | {first_seed + i} | 5 / 6 | {f} | {f} of 26 |"
+        for i, f in enumerate(figures)
+    ]
+    return "\n".join(
+        [
+            "| task | agent | seed | cells visited per window | over random | cells in all |",
+            "|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+
+
+def test_compare_pools_tables_and_tests_the_difference(tmp_path):
+    goals = (
+        "| task | agent | seed | all training states |\n|---|---|---|---|\n| maze | far | 9 | x |"
+    )
+    first, second = tmp_path / "a.md", tmp_path / "b.md"
+    first.write_text(coverage_rows("far", ["1.8", "1.9", "2.0"]) + "\n\n" + goals)
+    second.write_text(
+        coverage_rows("far", ["2.1", "2.2"], first_seed=4)
+        + "\n\nsome words\n\n"
+        + coverage_rows("near", ["1.0", "1.1", "1.2", "1.3", "–", "1.4"])
+    )
+    figures = compare.read_tables([first, second], "cells in all")
+    assert figures["maze", "far"] == {1: 1.8, 2: 1.9, 3: 2.0, 4: 2.1, 5: 2.2}
+    assert sorted(figures["maze", "near"]) == [1, 2, 3, 4, 6]  # the dash is left out
+    far, near = list(figures["maze", "far"].values()), list(figures["maze", "near"].values())
+    assert compare.permutation_p(far, near) == pytest.approx(1 / 252)  # apart in every split
+    assert compare.permutation_p(near, far) == pytest.approx(1.0)
+    assert compare.permutation_p([1.0, 1.0], [1.0, 1.0]) == pytest.approx(1.0)  # ties count
+    low, high = compare.bootstrap_interval(far, near)
+    assert 0.3 < low < 0.8 < high < 1.3  # around the difference of the means, 0.8
+    table = compare.compare([first, second], "far", ["near", "absent"], "over random")
+    assert "| maze | far | 5 | 2.00 ± 0.16 | near | 5 | 1.20 ± 0.16 | 0.80 |" in table
+    assert "| 0.004 |" in table and "absent" not in table.split("\n", 1)[1]
+    with pytest.raises(ValueError, match="seed 1 is in two tables"):
+        compare.read_tables([first, first], "over random")
+    with pytest.raises(ValueError, match="no runs of slow"):
+        compare.compare([first], "slow", ["far"], "over random")
+    with pytest.raises(ValueError, match="no run rows with a 'return' column"):
+        compare.read_tables([first], "return")
+    missing = bench("compare", tmp_path / "none.md", "--agent", "far", "--against", "near")
+    assert missing.returncode != 0 and missing.stderr.startswith("error: no such table: ")
 
 
 def test_action_persistence_tells_a_held_direction_from_dithering(tmp_path, capsys):

@@ -13,6 +13,8 @@ measured of its run folders (<out>/<task>/<agent>/seed<N>/).
     python bench/learning.py final --overrides worker.eval_goals=false   # ... planned flat
     python bench/learning.py coverage --out bench/results/sparse   # exploration, return aside
     python bench/learning.py coverage --out bench/results/maze --png /tmp/maze.png
+    python bench/learning.py compare bench/results/maze/coverage.md --agent director-goals \
+        --against flat flat-nov   # per-seed exploration: difference, interval, p
 
 An agent is a built-in name (flat, director and the ablation's flat-nov, director-goals,
 director-nov, director-nov-k32), a group (ablation: flat and those four) or
@@ -28,7 +30,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from bench.learn import control, coverage, final, report, run
+from bench.learn import compare, control, coverage, final, report, run
 from bench.learn.common import DEFAULT_OUT, ROOT
 from bench.learn.coordinates import known
 
@@ -149,6 +151,14 @@ def parser() -> argparse.ArgumentParser:
     cov.add_argument("--steps", type=int, help="only each run's first STEPS steps")
     add_filters(cov, f" (tasks with declared coordinates: {known()})")
     add_outs(cov)
+
+    cmp = job("compare", compare, "one agent's per-seed figure against others', with a test")
+    cmp.add_argument("tables", type=Path, nargs="+", help="Markdown files of coverage tables")
+    cmp.add_argument("--agent", required=True, help="the agent whose gain is in question")
+    cmp.add_argument("--against", nargs="+", required=True, help="the agents it is compared to")
+    cmp.add_argument(
+        "--column", default="over random", help="the per-run column compared (its first number)"
+    )
     return top
 
 
@@ -158,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.mode in ("run", "control", "final") and args.jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
-        agents = run.expand_agents(args.agents) if args.mode != "report" else []
+        agents = run.expand_agents(args.agents) if args.mode not in ("report", "compare") else []
         if args.mode == "run":
             for spec in agents:
                 run.parse_agent(spec)
@@ -185,6 +195,11 @@ def main(argv: list[str] | None = None) -> None:
                     args.out, args.eval_episodes, args.jobs, args.tasks, agents, args.overrides
                 )
             )
+        elif args.mode == "compare":
+            missing = [str(path) for path in args.tables if not path.is_file()]
+            if missing:
+                raise FileNotFoundError(f"no such table: {', '.join(missing)}")
+            print(compare.compare(args.tables, args.agent, args.against, args.column))
         else:
             png = args.png or args.out[0] / "coverage.png"
             print(coverage.coverage(args.out, png, args.steps, args.tasks, agents))

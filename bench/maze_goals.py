@@ -19,6 +19,11 @@ replay buffer), three Markdown tables with a row per run:
    and how far the end lies from the start.
 3. Whether the Worker gets there: goal/reached, goal/similarity and goal/frontier of
    train.csv over the last 20% of training episodes.
+4. Whether the Worker reaches a frontier goal in the real maze: 8 episodes from the
+   task's start, each led by one `_frontier_goal` for `manager.frontier_hold` intervals
+   (the episode's length at most) with the training-mode planner, as frontier episodes
+   train; then random actions as long towards the same goal. Cells along the maze to the
+   goal's cell at the start, the fewest on the way, and the share that reach it.
 
 Point mazes only: their observation is the x-y itself, so every replay state has a cell.
 """
@@ -31,8 +36,10 @@ import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
+from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -44,6 +51,7 @@ from tdmpc2.common.curves import read_rows  # noqa: E402
 
 STARTS = 512  # replay latents the Manager picks codes at
 FRONTIERS = 64  # calls to the hierarchy's _frontier_goal
+EPISODES = 8  # real-maze episodes led by a frontier goal (table 4)
 FAR = 3  # cells along the maze from the start: a far goal
 LAST = 0.2  # share of the last training episodes goal reach is averaged over
 REACH = ("goal/reached", "goal/similarity", "goal/frontier")
@@ -79,9 +87,10 @@ def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def goals_and_bonus(run_dir: Path) -> tuple[list[float], list[float]]:
-    """(where goals point: table 1's numbers, what the bonus pays: table 2's) of a run's
-    last checkpoint, its replay buffer loaded back so `_frontier_goal` can sample it."""
+def goals_and_bonus(run_dir: Path) -> tuple[list[float], list[float], list[float]]:
+    """(where goals point: table 1's numbers, what the bonus pays: table 2's, the real
+    maze's frontier reach: table 4's) of a run's last checkpoint, its replay buffer loaded
+    back so `_frontier_goal` can sample it."""
     trainer, payload, cfg = load_trained(run_dir)
     task = str(cfg.task)
     if not task.startswith("ogbench-pointmaze"):
@@ -128,7 +137,44 @@ def goals_and_bonus(run_dir: Path) -> tuple[list[float], list[float]]:
         mean(away[known]),
         mean(travelled[~travelled.isnan()]),
     ]
-    return where_goals, pays
+    reach = frontier_reach(trainer, cfg, z, cells)
+    return where_goals, pays, reach
+
+
+def frontier_reach(
+    trainer: Any, cfg: DictConfig, z: torch.Tensor, cells: torch.Tensor
+) -> list[float]:
+    """Table 4's numbers: [goal from start, fewest on the way: Worker, random, reached:
+    Worker, random], means over EPISODES, in cells along the maze."""
+    hierarchy, env, where = trainer.hierarchy, trainer.env, maze_plane(str(cfg.task))
+    layout = maze(str(cfg.task))
+    cfg.manager.frontier = 1.0  # every episode starts with a frontier goal
+    steps = min(int(cfg.manager.frontier_hold) * hierarchy.interval, int(cfg.episode_length))
+    measured = []
+    for _ in range(EPISODES):
+        goal_cell, row = None, []
+        for policy in ("worker", "random"):
+            obs = env.reset()
+            places = [obs.float()]
+            for t in range(steps):
+                if policy == "random":
+                    action = env.rand_act()
+                else:
+                    action = hierarchy.act(obs, t, eval_mode=False, replay=trainer.buffer)
+                    if goal_cell is None:  # where the frontier goal picked at t=0 lies
+                        goal_cell = cells[nearest_states(z, hierarchy._frontier)].cpu()
+                obs, _, done, _ = env.step(action)
+                places.append(obs.float())
+                if done:
+                    break
+            visited = where.cells(where.points(torch.stack(places))).flip(-1)
+            lengths = layout.path_lengths(visited, goal_cell.expand_as(visited))
+            if not row:  # the goal from the Worker's start
+                row.append(float(lengths[0]))
+            row.append(float(lengths.nan_to_num(math.inf).min()))
+        measured.append(row)
+    rows = torch.tensor(measured)
+    return [*rows.mean(0).tolist(), *(rows[:, 1:] == 0).float().mean(0).tolist()]
 
 
 def goal_reach(run_dir: Path) -> tuple[int, list[float]]:
@@ -145,8 +191,12 @@ def goal_reach(run_dir: Path) -> tuple[int, list[float]]:
     return len(last), means
 
 
-def tables(runs: Sequence[tuple[str, str, list[float], list[float], int, list[float]]]) -> str:
-    """The three Markdown tables, a row per (agent, seed, goals, bonus, episodes, reach)."""
+Row = tuple[str, str, list[float], list[float], list[float], int, list[float]]
+
+
+def tables(runs: Sequence[Row]) -> str:
+    """The four Markdown tables, a row per (agent, seed, goals, bonus, real-maze frontier
+    reach, episodes, reach)."""
     lines = [
         "Where goals point. Rarity of a visited cell: the share of replay states in cells "
         "visited more often (0: the most visited cell). Goals placed at their nearest "
@@ -185,8 +235,20 @@ def tables(runs: Sequence[tuple[str, str, list[float], list[float], int, list[fl
         "| agent | seed | episodes | " + " | ".join(REACH) + " |",
         "|---|---|---|---|---|---|",
     ]
-    for agent, seed, _, _, episodes, reach in runs:
+    for agent, seed, _, _, _, episodes, reach in runs:
         lines.append(f"| {agent} | {seed} | {episodes} | " + " | ".join(map(fmt, reach)) + " |")
+    lines += [
+        "",
+        f"Whether the Worker reaches a frontier goal in the real maze: {EPISODES} episodes "
+        "from the start, each led by one frontier goal for `manager.frontier_hold` "
+        "intervals, then random actions as long; cells along the maze to the goal's cell.",
+        "",
+        "| agent | seed | goal from start | fewest: Worker | fewest: random "
+        "| reached: Worker | reached: random |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for agent, seed, _, _, real, *_ in runs:
+        lines.append(f"| {agent} | {seed} | " + " | ".join(map(fmt, real)) + " |")
     return "\n".join(lines)
 
 
@@ -199,9 +261,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     for run_dir, cfg in run_folders([args.out.parent], [args.out.name]):
         if cfg.get("trainer") != "director" or not (run_dir / "checkpoint.pt").is_file():
             continue
-        where_goals, pays = goals_and_bonus(run_dir)
+        where_goals, pays, real = goals_and_bonus(run_dir)
         episodes, reach = goal_reach(run_dir)
-        runs.append((run_dir.parent.name, run_dir.name[4:], where_goals, pays, episodes, reach))
+        name, seed = run_dir.parent.name, run_dir.name[4:]
+        runs.append((name, seed, where_goals, pays, real, episodes, reach))
     if not runs:
         parser.error(f"no hierarchical run with a checkpoint under {args.out}")
     print(tables(runs))

@@ -13,7 +13,7 @@ from tdmpc2.common.goal_worker import sample_relabelled
 from tdmpc2.common.hierarchy import FRONTIER_CANDIDATES, check_director_cfg, rarity
 from tdmpc2.common.layers import simnorm
 from tdmpc2.common.parser import ConfigError
-from tdmpc2.common.planning_terms import cosine_max
+from tdmpc2.common.planning_terms import GoalTerm, cosine_max, goal_similarity
 from tdmpc2.evaluate import evaluate
 from tdmpc2.train import build
 from tests.conftest import TINY, compose_cfg, make_cfg
@@ -77,6 +77,23 @@ def test_cosine_max_similarity():
     assert sim.shape == (100, 1)
     assert ((sim >= 0) & (sim < 1)).all()
     assert torch.allclose(cosine_max(a, a), torch.ones(100, 1))
+
+
+def test_goal_similarity_at_a_temperature_is_sharp_and_still_one_at_the_goal():
+    a, b = simnorm(torch.randn(200, 32) * 3, 8), simnorm(torch.randn(200, 32) * 3, 8)
+    cosine = cosine_max(a, b)
+    assert torch.equal(goal_similarity(a, b), cosine)  # temperature 0: Director's cosine
+    sharp = goal_similarity(a, b, temperature=0.02)
+    assert torch.allclose(sharp, torch.exp((cosine - 1) / 0.02))
+    assert torch.allclose(goal_similarity(a, a, 0.02), torch.ones(200, 1))
+    assert ((sharp >= 0) & (sharp <= 1)).all()
+    order = cosine.squeeze(-1).argsort()
+    assert (sharp.squeeze(-1)[order].diff() >= 0).all()  # the same ranking as the cosine
+    assert (sharp[cosine < 0.9] < 0.01).all()  # 0.1 below the goal's cosine: next to nothing
+    # The planner's goal term pays it at each imagined step.
+    term = GoalTerm(b[:1], 0.9, 3, coef=1.0, scale=None, goal_temperature=0.02)
+    expected = 0.1 * 0.9**2 * goal_similarity(a, b[:1], 0.02)
+    assert torch.allclose(term.step(2, a, 1.0, 1.0), expected)
 
 
 def director_cfg(extra: list[str] | None = None):
@@ -412,6 +429,7 @@ def test_frontier_goal_is_the_rarest_replay_state_held_for_frontier_hold(tmp_pat
         ("worker.goal_coef=-0.1", "worker.goal_coef must be >= 0, got -0.1"),
         ("worker.novelty_coef=-1", "worker.novelty_coef must be >= 0, got -1"),
         ("worker.task_coef=-1", "worker.task_coef must be >= 0, got -1"),
+        ("worker.goal_temperature=-1", "worker.goal_temperature must be >= 0, got -1"),
         ("manager.frontier=1.5", "manager.frontier must be in [0, 1], got 1.5"),
         ("manager.frontier_hold=0", "manager.frontier_hold must be >= 1, got 0"),
         ("manager.exploration=novel", "manager.exploration must be recon or rarity, got novel"),

@@ -93,6 +93,19 @@ def test_td_target_is_the_formula_from_the_target_critics():
     assert torch.equal(worker.td_target(next_z, g), target)
 
 
+def test_td_target_pays_the_similarity_at_the_goal_temperature():
+    """With worker.goal_temperature the critic sums exp((cosine - 1) / temperature)."""
+    worker = randomised(small_worker(goal_temperature=0.05), std=0.05)
+    next_z, g = latents(7, 0), latents(7, 1)
+    torch.manual_seed(3)
+    target = worker.td_target(next_z, g)
+    worker.goal_temperature = 0.0
+    torch.manual_seed(3)  # the same policy sample, so the same critic part
+    plain = worker.td_target(next_z, g)
+    cosine = cosine_max_by_hand(next_z, g)
+    assert torch.allclose(target - plain, 0.2 * (torch.exp((cosine - 1) / 0.05) - cosine))
+
+
 def test_goal_values_and_targets_stay_in_the_unit_interval():
     worker = randomised(small_worker(), std=2.0)
     z, g, a = latents(64, 0), latents(64, 1), actions(64, 2)

@@ -37,6 +37,7 @@ ADDED_SINCE = {
     "manager.frontier": 0.0,
     "manager.frontier_hold": 16,  # acts only with manager.frontier > 0
     "manager.exploration": "recon",
+    "worker.goal_temperature": 0.0,
 }
 
 

@@ -23,15 +23,16 @@ from tdmpc2.common.checkpoint import OwnOptimisers
 from tdmpc2.common.layers import QEnsemble, mlp
 from tdmpc2.common.math import gaussian_logprob, squash
 from tdmpc2.common.multitask_buffer import MultitaskBuffer
-from tdmpc2.common.planning_terms import cosine_max
+from tdmpc2.common.planning_terms import goal_similarity
 
 
 class GoalWorker(OwnOptimisers, nn.Module):
     """pi_g(z, g) and two goal critics with Polyak targets, all scaled to [0, 1].
 
-    Q_g is the (1 - gamma)-weighted discounted sum of future goal similarities, so it
-    lies in [0, 1] like `cosine_max`; the planner's goal term multiplies it by the goal
-    weight. Create it on the right `device`: the optimisers are built in __init__.
+    Q_g is the (1 - gamma)-weighted discounted sum of future goal similarities
+    (`goal_similarity` at `goal_temperature`), so it lies in [0, 1] like them; the
+    planner's goal term multiplies it by the goal weight. Create it on the right
+    `device`: the optimisers are built in __init__.
     """
 
     OPTIMISERS = ("pi_optim", "q_optim")
@@ -42,6 +43,7 @@ class GoalWorker(OwnOptimisers, nn.Module):
         action_dim: int,
         hidden_dim: int = 256,
         goal_discount: float = 0.9,
+        goal_temperature: float = 0.0,
         goal_coef: float = 1.0,
         task_coef: float = 1.0,
         lr: float = 3e-4,
@@ -59,6 +61,7 @@ class GoalWorker(OwnOptimisers, nn.Module):
             raise ValueError(f"worker.hidden_dim and worker.lr must be > 0, got {hidden_dim}, {lr}")
         self.action_dim = action_dim
         self.goal_discount, self.goal_coef, self.tau = goal_discount, goal_coef, tau
+        self.goal_temperature = goal_temperature
         self.task_coef = task_coef
         self.entropy_coef, self.grad_clip = entropy_coef * action_dim, grad_clip
         self.log_std_min, self.log_std_dif = log_std_min, log_std_max - log_std_min
@@ -124,7 +127,8 @@ class GoalWorker(OwnOptimisers, nn.Module):
         if terminated is not None:
             next_q = next_q * (1 - terminated)
         gamma = self.goal_discount
-        return (1 - gamma) * cosine_max(next_z, goal) + gamma * next_q
+        similarity = goal_similarity(next_z, goal, self.goal_temperature)
+        return (1 - gamma) * similarity + gamma * next_q
 
     def update(
         self,

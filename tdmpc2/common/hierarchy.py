@@ -46,6 +46,7 @@ def check_director_cfg(cfg: DictConfig) -> None:
         ("worker.novelty_coef", w.novelty_coef),
         ("worker.task_coef", w.task_coef),
         ("worker.value_spread_floor", w.value_spread_floor),
+        ("worker.goal_temperature", w.goal_temperature),
     ):
         if float(value) < 0:
             raise ConfigError(f"{key} must be >= 0, got {value}")
@@ -208,6 +209,7 @@ class Hierarchy:
         goal = GoalTerm(
             self._goal,
             goal_discount=w.goal_discount,
+            goal_temperature=w.goal_temperature,
             horizon=self.cfg.horizon,
             coef=w.goal_coef,
             goal_value=self.worker.value,

@@ -24,6 +24,10 @@ replay buffer), three Markdown tables with a row per run:
    (the episode's length at most) with the training-mode planner, as frontier episodes
    train; then random actions as long towards the same goal. Cells along the maze to the
    goal's cell at the start, the fewest on the way, and the share that reach it.
+5. Whether the goal similarity tracks the maze: `cosine_max` between 2,000 random pairs
+   of replay latents, by cells along the maze between them, and its Spearman correlation
+   with that distance. A similarity that rises again with distance pays far states like
+   near ones, so nothing leads the Worker further than the dip.
 
 Point mazes only: their observation is the x-y itself, so every replay state has a cell.
 """
@@ -48,10 +52,13 @@ from bench.learn.common import fmt, load_trained, nearest_states, run_folders  #
 from bench.learn.coordinates import maze, maze_plane  # noqa: E402
 from tdmpc2.common.buffer import Buffer  # noqa: E402
 from tdmpc2.common.curves import read_rows  # noqa: E402
+from tdmpc2.common.planning_terms import cosine_max  # noqa: E402
 
 STARTS = 512  # replay latents the Manager picks codes at
 FRONTIERS = 64  # calls to the hierarchy's _frontier_goal
 EPISODES = 8  # real-maze episodes led by a frontier goal (table 4)
+PAIRS = 2000  # replay latent pairs whose similarity is set against their distance (table 5)
+APART = (0, 1, 2, 3, 4, 5)  # cells along the maze; the last column is this many or more
 FAR = 3  # cells along the maze from the start: a far goal
 LAST = 0.2  # share of the last training episodes goal reach is averaged over
 REACH = ("goal/reached", "goal/similarity", "goal/frontier")
@@ -89,8 +96,8 @@ def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
 @torch.no_grad()
 def goals_and_bonus(run_dir: Path) -> tuple[list[float], list[float], list[float]]:
     """(where goals point: table 1's numbers, what the bonus pays: table 2's, the real
-    maze's frontier reach: table 4's) of a run's last checkpoint, its replay buffer loaded
-    back so `_frontier_goal` can sample it."""
+    maze's frontier reach and the similarity by distance: tables 4 and 5's) of a run's
+    last checkpoint, its replay buffer loaded back so `_frontier_goal` can sample it."""
     trainer, payload, cfg = load_trained(run_dir)
     task = str(cfg.task)
     if not task.startswith("ogbench-pointmaze"):
@@ -138,7 +145,23 @@ def goals_and_bonus(run_dir: Path) -> tuple[list[float], list[float], list[float
         mean(travelled[~travelled.isnan()]),
     ]
     reach = frontier_reach(trainer, cfg, z, cells)
-    return where_goals, pays, reach
+    return where_goals, pays, reach + similarity_by_distance(layout, z, cells)
+
+
+def similarity_by_distance(layout: Any, z: torch.Tensor, cells: torch.Tensor) -> list[float]:
+    """Table 5's numbers: the mean `cosine_max` of PAIRS random replay pairs that lie each
+    of APART cells along the maze apart (the last: that many or more), then Spearman's rho
+    of similarity and distance."""
+    generator = torch.Generator().manual_seed(0)
+    i, j = (torch.randint(len(z), (PAIRS,), generator=generator) for _ in range(2))
+    similarity = cosine_max(z[i], z[j]).squeeze(-1).cpu()
+    apart = layout.path_lengths(cells[i], cells[j])
+    known = ~apart.isnan()
+    means = []
+    for cells_apart in APART:
+        at = known & (apart >= cells_apart if cells_apart == APART[-1] else apart == cells_apart)
+        means.append(float(similarity[at].mean()) if at.any() else math.nan)
+    return [*means, spearman(apart[known], similarity[known])]
 
 
 def frontier_reach(
@@ -195,8 +218,8 @@ Row = tuple[str, str, list[float], list[float], list[float], int, list[float]]
 
 
 def tables(runs: Sequence[Row]) -> str:
-    """The four Markdown tables, a row per (agent, seed, goals, bonus, real-maze frontier
-    reach, episodes, reach)."""
+    """The five Markdown tables, a row per (agent, seed, goals, bonus, real-maze frontier
+    reach and similarity by distance, episodes, reach)."""
     lines = [
         "Where goals point. Rarity of a visited cell: the share of replay states in cells "
         "visited more often (0: the most visited cell). Goals placed at their nearest "
@@ -248,7 +271,18 @@ def tables(runs: Sequence[Row]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for agent, seed, _, _, real, *_ in runs:
-        lines.append(f"| {agent} | {seed} | " + " | ".join(map(fmt, real)) + " |")
+        lines.append(f"| {agent} | {seed} | " + " | ".join(map(fmt, real[:5])) + " |")
+    apart = [f"{n} cells" for n in APART[:-1]] + [f"{APART[-1]}+ cells"]
+    lines += [
+        "",
+        f"Whether the goal similarity tracks the maze: mean `cosine_max` of {PAIRS:,} random "
+        "replay pairs by cells along the maze between them; rho is Spearman's.",
+        "",
+        "| agent | seed | " + " | ".join(apart) + " | rho(cells, similarity) |",
+        "|---|---|" + "---|" * (len(APART) + 1),
+    ]
+    for agent, seed, _, _, real, *_ in runs:
+        lines.append(f"| {agent} | {seed} | " + " | ".join(fmt(v, 3) for v in real[5:]) + " |")
     return "\n".join(lines)
 
 

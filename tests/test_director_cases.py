@@ -345,7 +345,7 @@ def test_maze_goals_tabulates_goals_bonus_and_reach(maze_run, capsys):
     """Four tables with a row for the run: rarities and shares in [0, 1], the 512
     imagined intervals split into far and near goals, goal reach from train.csv, and the
     real maze's frontier episodes: the fewest cells to the goal no more than at the
-    start, and 0 exactly where the goal was reached."""
+    start, and 0 exactly where the goal was reached; the similarity by distance."""
     from bench import maze_goals
 
     maze_goals.main([str(maze_run.parents[1])])
@@ -355,14 +355,14 @@ def test_maze_goals_tabulates_goals_bonus_and_reach(maze_run, capsys):
             tables.append([line])
         elif line.startswith("|"):
             tables[-1].append(line)
-    assert len(tables) == 4
+    assert len(tables) == 5
     rows = []
     for table in tables:
         header, _, *body = ([c.strip() for c in line.strip("|").split("|")] for line in table)
         assert len(body) == 1 and len(body[0]) == len(header)
         assert body[0][:2] == ["director", "1"]
         rows.append(dict(zip(header, body[0], strict=True)))
-    where, pays, reach, real = rows
+    where, pays, reach, real, similar = rows
     assert 1 <= int(where["visited cells"]) <= 26
     for key in list(where)[3:]:  # rarities and shares of the rarest quarter
         assert 0 <= float(where[key]) <= 1, key
@@ -377,3 +377,5 @@ def test_maze_goals_tabulates_goals_bonus_and_reach(maze_run, capsys):
     for key in ("reached: Worker", "reached: random"):
         assert 0 <= float(real[key]) <= 1, key
     assert (float(real["reached: Worker"]) == 1) == (worker == 0)
+    assert -1 <= float(similar["rho(cells, similarity)"]) <= 1
+    assert 0.5 < float(similar["0 cells"]) <= 1  # pairs in one cell: alike

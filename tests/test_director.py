@@ -417,6 +417,30 @@ def test_frontier_goal_is_the_rarest_replay_state_held_for_frontier_hold(tmp_pat
     assert hierarchy._frontier is None and hierarchy._eval_stats["frontier"] == [0.0]
 
 
+def test_frontier_reach_picks_the_rarest_of_the_states_nearest_the_agent_each_interval(tmp_path):
+    """With manager.frontier_reach=k the frontier goal is the rarest of the k drawn replay
+    latents nearest the agent's, picked again at every interval of the hold."""
+    extra = ["manager.frontier=1", "manager.frontier_hold=3", "manager.frontier_reach=16"]
+    trainer = filled_director(tmp_path, extra)
+    hierarchy, replay, k = trainer.hierarchy, trainer.buffer, trainer.hierarchy.interval
+    obs = replay.sample(2)["obs"][0]
+    for t, state in zip((0, k), obs, strict=True):
+        drawn = replay._generator.get_state()
+        hierarchy._choose_goal(state, t, eval_mode=False, replay=replay)
+        replay._generator.set_state(drawn)
+        z = trainer.agent.model.encode(replay.sample(FRONTIER_CANDIDATES)["obs"][0])
+        here = trainer.agent.model.encode(state.unsqueeze(0))
+        nearest = torch.cdist(here, z).squeeze(0).topk(16, largest=False).indices
+        expected = z[nearest[rarity(z)[nearest].argmax()]].unsqueeze(0)
+        assert torch.equal(hierarchy._frontier, expected)
+        assert torch.equal(hierarchy._goal, expected)
+    assert hierarchy._frontier_left == 2
+    hierarchy._choose_goal(obs[1], 2 * k, eval_mode=False, replay=replay)
+    hierarchy._choose_goal(obs[1], 3 * k, eval_mode=False, replay=replay)
+    assert hierarchy._frontier is None  # held for three intervals: the Manager's turn
+    assert hierarchy._stats["frontier"] == [1.0, 1.0, 1.0, 0.0]
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -432,6 +456,7 @@ def test_frontier_goal_is_the_rarest_replay_state_held_for_frontier_hold(tmp_pat
         ("worker.goal_temperature=-1", "worker.goal_temperature must be >= 0, got -1"),
         ("manager.frontier=1.5", "manager.frontier must be in [0, 1], got 1.5"),
         ("manager.frontier_hold=0", "manager.frontier_hold must be >= 1, got 0"),
+        ("manager.frontier_reach=-1", "manager.frontier_reach must be in [0, 1024], got -1"),
         ("manager.exploration=novel", "manager.exploration must be recon or rarity, got novel"),
     ],
 )

@@ -38,6 +38,7 @@ ADDED_SINCE = {
     "manager.frontier_hold": 16,  # acts only with manager.frontier > 0
     "manager.exploration": "recon",
     "worker.goal_temperature": 0.0,
+    "manager.frontier_reach": 0,  # acts only with manager.frontier > 0
 }
 
 

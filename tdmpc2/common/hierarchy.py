@@ -54,6 +54,10 @@ def check_director_cfg(cfg: DictConfig) -> None:
         raise ConfigError(f"manager.frontier must be in [0, 1], got {m.frontier}")
     if int(m.frontier_hold) < 1:
         raise ConfigError(f"manager.frontier_hold must be >= 1, got {m.frontier_hold}")
+    if not 0 <= int(m.frontier_reach) <= FRONTIER_CANDIDATES:
+        raise ConfigError(
+            f"manager.frontier_reach must be in [0, {FRONTIER_CANDIDATES}], got {m.frontier_reach}"
+        )
     if m.exploration not in ("recon", "rarity"):
         raise ConfigError(f"manager.exploration must be recon or rarity, got {m.exploration}")
     if w.goal_scale not in ("spread", "range"):
@@ -244,6 +248,9 @@ class Hierarchy:
         the replay's frontier (`_frontier_goal`), held for `manager.frontier_hold`
         intervals, long enough to cross several cells of a maze (goal similarity is too
         flat there to tell arrival from being stuck); then the Manager's goals take over.
+        With `manager.frontier_reach` k, the frontier goal is picked again at every interval
+        of the hold among the k replay states nearest the agent: a step towards the rarer
+        side that the Worker can reach, where one far goal was not reached.
         """
         z = self._encode(obs, task)
         stats = self._eval_stats if eval_mode else self._stats
@@ -256,12 +263,15 @@ class Hierarchy:
             self._frontier_left -= 1
             if self._frontier_left <= 0:
                 self._frontier = None
+            elif int(self.cfg.manager.frontier_reach) > 0:
+                self._frontier = self._frontier_goal(replay, near=z)
         share = float(self.cfg.manager.frontier)
         # The draw only happens with frontier goals on, so runs without them keep their RNG.
         if t == 0 and training and share > 0 and torch.rand(()) < share:
             if replay is None:
                 raise ValueError("manager.frontier draws goals from the replay: pass `replay`")
-            self._frontier = self._frontier_goal(replay)
+            near = z if int(self.cfg.manager.frontier_reach) > 0 else None
+            self._frontier = self._frontier_goal(replay, near)
             self._frontier_left = int(self.cfg.manager.frontier_hold)
         with torch.no_grad():
             if self._frontier is not None:
@@ -278,14 +288,20 @@ class Hierarchy:
         self._start_similarity = cosine_max(z, self._goal)
 
     @torch.no_grad()
-    def _frontier_goal(self, replay: Replay) -> torch.Tensor:
+    def _frontier_goal(self, replay: Replay, near: torch.Tensor | None = None) -> torch.Tensor:
         """The rarest of FRONTIER_CANDIDATES replay latents, [1, latent]: the one farthest
-        from its neighbours (`rarity`). A real state, so the Worker can reach it, unlike a
-        decoded code that names the replay's bulk. Not the Goal-VAE's reconstruction
-        error: its pick fell in the rarest quarter of visited maze cells 9-22% of the
-        time (bench/results/maze-frontier)."""
+        from its neighbours (`rarity`); with `near` [1, latent], the rarest of the
+        `manager.frontier_reach` candidates nearest it. A real state, unlike a decoded code
+        that names the replay's bulk. Not the Goal-VAE's reconstruction error: its pick
+        fell in the rarest quarter of visited maze cells 9-22% of the time
+        (bench/results/maze-frontier)."""
         z = self._replay_latents(replay)
-        return z[rarity(z).argmax()].unsqueeze(0)
+        rare = rarity(z)
+        if near is not None:
+            k = int(self.cfg.manager.frontier_reach)
+            nearest = torch.cdist(near, z).squeeze(0).topk(k, largest=False).indices
+            return z[nearest[rare[nearest].argmax()]].unsqueeze(0)
+        return z[rare.argmax()].unsqueeze(0)
 
     @torch.no_grad()
     def _replay_latents(self, replay: Replay) -> torch.Tensor:

@@ -373,14 +373,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="the real model, a short window: for tests")
     p.add_argument("--sweep", action="store_true", help="scaling table instead of one run")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        help="instead of timing: cProfile this many training steps of --agent (flat or\n"
+        "director) and print the 40 calls with the most cumulative time",
+    )
     p.add_argument("override", nargs="*", default=[], help="extra Hydra overrides (key=value)")
     return p.parse_args(argv)
 
 
+def profile(args: argparse.Namespace) -> None:
+    """Where a training step's time goes: cumulative time per call over `--profile` steps,
+    after the warm-up (profiling slows small calls more than large ones)."""
+    import cProfile
+    import pstats
+
+    with tempfile.TemporaryDirectory(prefix="throughput-") as work_dir:
+        trainer = prepare(args, args.agent, [], work_dir)
+        warm_up(trainer, args)
+        profiler = cProfile.Profile()
+        profiler.runcall(train_window, trainer, args.profile)
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.sweep and args.agent == "both":
-        raise SystemExit("--sweep times one agent: use --agent flat or --agent director")
+    if (args.sweep or args.profile) and args.agent == "both":
+        raise SystemExit("--sweep and --profile take one agent: --agent flat or --agent director")
+    if args.profile:
+        profile(args)
+        return
     if args.sweep:
         out: dict | list = sweep(args)
     elif args.agent == "both":

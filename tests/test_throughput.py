@@ -66,4 +66,14 @@ def test_sweep_refuses_both_agents():
     command = [sys.executable, "bench/throughput.py", "--sweep", "--agent", "both"]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode != 0
-    assert "--sweep times one agent" in run.stderr
+    assert "--sweep and --profile take one agent" in run.stderr
+
+
+def test_profile_lists_where_a_training_step_goes():
+    """--profile N: the cumulative-time table of N training steps, the update among them."""
+    command = [sys.executable, "bench/throughput.py", "--profile", "2", "--quick", "--threads"]
+    command += ["1", "--model-size", "1"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "cumulative" in run.stdout and "train_window" in run.stdout
+    assert "(update)" in run.stdout

@@ -29,3 +29,38 @@ for seed in 1 2 3; do
   python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds $seed \
     --agents "rarity-worker=$W,manager.exploration=rarity"
 done
+# Round 3 (2026-12-07, later; commits 5a56f12-4236ea7, the same numbers for the agents
+# above): five seeds of frontier-worker, goal-worker-k32 and flat (checkpoints of rounds
+# 1-2 were gone, so frontier-worker seed 2 ran again from scratch), and two Worker changes
+# on top of frontier-worker, each the control of the next: a longer goal discount, then a
+# sharp goal similarity. One process per core (taskset), paired seeds interleaved.
+for seed in 2 4 5; do
+  python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds $seed \
+    --agents "frontier-worker=$W,manager.frontier=0.5,manager.frontier_hold=4" \
+    "goal-worker-k32=$W"
+done
+python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds 4 5 \
+  --agents flat
+# Ran: frontier-reach seeds 1-4, frontier-sharp seeds 1-3 (then the cores went to
+# frontier-local).
+F="$W,manager.frontier=0.5,manager.frontier_hold=4,worker.goal_discount=0.97"
+for seed in 1 2 3 4 5; do
+  python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds $seed \
+    --agents "frontier-reach=$F" "frontier-sharp=$F,worker.goal_temperature=0.01"
+done
+# Then (commit 4f36ccb) frontier-worker with the frontier goal picked again every interval
+# among the 128 replay states nearest the agent; frontier-worker is its control. Ran: seeds
+# 1-4 (seed 5 gave way to the task 1 check below).
+for seed in 1 2 3 4 5; do
+  python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds $seed \
+    --agents "frontier-local=$W,manager.frontier=0.5,manager.frontier_hold=4,manager.frontier_reach=128"
+done
+# Frontier goals against their control on task 1 (the goal 10 cells along another path),
+# the same setting. Ran: frontier-worker seeds 1-3, goal-worker-k32 seeds 1-2 (seed 3 did
+# not fit the session).
+for seed in 1 2 3; do
+  python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds $seed \
+    --tasks ogbench-pointmaze-medium-singletask-task1-v0 \
+    --agents "frontier-worker=$W,manager.frontier=0.5,manager.frontier_hold=4" \
+    "goal-worker-k32=$W"
+done

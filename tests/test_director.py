@@ -441,6 +441,45 @@ def test_frontier_reach_picks_the_rarest_of_the_states_nearest_the_agent_each_in
     assert hierarchy._stats["frontier"] == [1.0, 1.0, 1.0, 0.0]
 
 
+def test_frontier_path_leads_along_the_stored_episode_that_reached_the_frontier(tmp_path):
+    """With manager.frontier_path=k the frontier is the rarest drawn replay state, as
+    without it, and the goal moves along the stored episode that reached it, k steps
+    ahead of the episode's state nearest the agent (looked for at most 2k ahead); at the
+    episode's state the path ends and the frontier is the goal. It survives a checkpoint."""
+    extra = ["manager.frontier=1", "manager.frontier_hold=2", "manager.frontier_path=4"]
+    trainer = filled_director(tmp_path, extra)
+    hierarchy, replay, encode = trainer.hierarchy, trainer.buffer, trainer.agent.model.encode
+    drawn = replay._generator.get_state()
+    start = torch.zeros(trainer.cfg.obs_shape["state"][0])
+    hierarchy._choose_goal(start, 0, eval_mode=False, replay=replay)
+    replay._generator.set_state(drawn)
+    starts = replay._draw_starts(FRONTIER_CANDIDATES)
+    z = encode(replay._obs[starts])
+    slot = int(starts[rarity(z).argmax()])
+    assert torch.equal(hierarchy._frontier, z[rarity(z).argmax()].unsqueeze(0))
+    index = int(replay._index[slot])
+    assert torch.equal(hierarchy._path, encode(replay._obs[slot - index : slot + 1]))
+    assert torch.equal(hierarchy._goal, hierarchy._frontier)
+
+    obs = replay._obs[:31]  # the first stored episode, 31 states
+    path = encode(obs)
+    hierarchy._path, hierarchy._path_at = path, 0
+    hierarchy._follow_path(obs[20], None)  # 20 is past 2k: the nearest of states 0-7
+    assert hierarchy._path_at < 8
+    hierarchy._path_at = 0
+    for at in (6, 13, 20, 27):  # each within 2k of the last
+        hierarchy._follow_path(obs[at], None)
+        assert hierarchy._path_at == at
+        assert torch.equal(hierarchy._goal, path[min(at + 4, 30)].unsqueeze(0))
+    saved = trainer.state_dict()["director"]["frontier"]
+    resumed = filled_director(tmp_path / "resumed", extra)
+    resumed.load_state_dict(trainer.state_dict())
+    assert torch.equal(resumed.hierarchy._path, path) and resumed.hierarchy._path_at == 27
+    assert torch.equal(saved["path"], path) and saved["at"] == 27
+    hierarchy._follow_path(obs[30], None)
+    assert hierarchy._path is None and torch.equal(hierarchy._goal, path[-1:])
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -457,6 +496,7 @@ def test_frontier_reach_picks_the_rarest_of_the_states_nearest_the_agent_each_in
         ("manager.frontier=1.5", "manager.frontier must be in [0, 1], got 1.5"),
         ("manager.frontier_hold=0", "manager.frontier_hold must be >= 1, got 0"),
         ("manager.frontier_reach=-1", "manager.frontier_reach must be in [0, 1024], got -1"),
+        ("manager.frontier_path=-1", "manager.frontier_path must be >= 0, got -1"),
         ("manager.exploration=novel", "manager.exploration must be recon or rarity, got novel"),
     ],
 )
@@ -467,6 +507,12 @@ def test_check_director_cfg_rejects_with_one_line(override, message):
     assert str(err.value).startswith(message)
     assert "\n" not in str(err.value)
     check_director_cfg(director_cfg(SMALL_DIRECTOR))  # the same settings, valid
+
+
+def test_frontier_path_and_frontier_reach_are_exclusive():
+    both = ["manager.frontier_path=8", "manager.frontier_reach=8"]
+    with pytest.raises(ConfigError, match="both pick the frontier goal during its hold"):
+        check_director_cfg(director_cfg([*SMALL_DIRECTOR, *both]))
 
 
 @pytest.mark.parametrize(

@@ -326,6 +326,7 @@ TINY_MAZE += ["num_elites=4", "num_pi_trajs=4", "iterations=1", "batch_size=16"]
 TINY_MAZE += ["goal_vae.hidden_dim=16", "manager.hidden_dim=16", "worker.hidden_dim=16"]
 TINY_MAZE += ["manager.batch_size=8", "worker.batch_size=16", "device=cpu", "threads=1"]
 TINY_MAZE += [f"task={MAZE}", "trainer=director", "action_repeat=4", "manager.frontier=0.5"]
+TINY_MAZE += ["manager.frontier_path=8"]  # table 4's Worker follows the frontier's path
 TINY_MAZE += ["steps=500", "seed_steps=250", "eval_freq=500", "eval_episodes=1"]
 TINY_MAZE += ["save_buffer=true", "progress_bar=false"]
 

@@ -58,6 +58,17 @@ def check_director_cfg(cfg: DictConfig) -> None:
         raise ConfigError(
             f"manager.frontier_reach must be in [0, {FRONTIER_CANDIDATES}], got {m.frontier_reach}"
         )
+    if int(m.frontier_path) < 0:
+        raise ConfigError(f"manager.frontier_path must be >= 0, got {m.frontier_path}")
+    if int(m.frontier_path) > 0 and int(m.frontier_reach) > 0:
+        raise ConfigError(
+            "manager.frontier_path and manager.frontier_reach both pick the frontier goal "
+            "during its hold: set one of them to 0"
+        )
+    if int(m.frontier_path) > 0 and cfg.multitask:
+        raise ConfigError(
+            "manager.frontier_path follows one task's stored episodes: not with a task set"
+        )
     if m.exploration not in ("recon", "rarity"):
         raise ConfigError(f"manager.exploration must be recon or rarity, got {m.exploration}")
     if w.goal_scale not in ("spread", "range"):
@@ -89,6 +100,15 @@ def rarity(
     if reference is None:  # the nearest is the latent itself
         return torch.cdist(z, z).topk(k + 1, largest=False).values[:, -1]
     return torch.cdist(z, reference).topk(k, largest=False).values[:, -1]
+
+
+def stored_path(replay: Buffer, slot: int) -> torch.Tensor:
+    """The slots of the stored episode that holds `slot`, from its first observation to
+    it. An episode is written to consecutive slots; a start the ring has overwritten is
+    left out."""
+    index = int(replay._index[slot])
+    slots = (slot - index + torch.arange(index + 1)) % replay.capacity
+    return slots[replay._episode[slots] == replay._episode[slot]]
 
 
 def empty_stats() -> dict[str, list]:
@@ -167,6 +187,8 @@ class Hierarchy:
         self._goal: torch.Tensor | None = None
         self._frontier: torch.Tensor | None = None  # the running episode's frontier goal
         self._frontier_left = 0  # intervals it is still held for
+        self._path: torch.Tensor | None = None  # manager.frontier_path: latents leading there
+        self._path_at = 0  # the path's state nearest the agent
         self._start_similarity: torch.Tensor | None = None  # of the running interval
         self._updates = 0  # counts towards manager.update_every across resumes
         self._stats = empty_stats()  # of the running training episode
@@ -191,6 +213,8 @@ class Hierarchy:
             self._choose_goal(obs, t, eval_mode, task, replay, seeding)
         if seeding:
             return random_act()
+        if self._path is not None:
+            self._follow_path(obs, task)
         terms = self.planning_terms(eval_mode)
         return self.agent.act(obs, t0=t == 0, eval_mode=eval_mode, task=task, terms=terms)
 
@@ -250,7 +274,9 @@ class Hierarchy:
         flat there to tell arrival from being stuck); then the Manager's goals take over.
         With `manager.frontier_reach` k, the frontier goal is picked again at every interval
         of the hold among the k replay states nearest the agent: a step towards the rarer
-        side that the Worker can reach, where one far goal was not reached.
+        side that the Worker can reach, where one far goal was not reached. With
+        `manager.frontier_path`, the Worker is led there along the stored episode that
+        reached it (`_follow_path`).
         """
         z = self._encode(obs, task)
         stats = self._eval_stats if eval_mode else self._stats
@@ -258,11 +284,11 @@ class Hierarchy:
             self._close_interval(z, stats)
         training = not eval_mode and not seeding
         if t == 0 or not training:
-            self._frontier = None
+            self._frontier = self._path = None
         elif self._frontier is not None:
             self._frontier_left -= 1
             if self._frontier_left <= 0:
-                self._frontier = None
+                self._frontier = self._path = None
             elif int(self.cfg.manager.frontier_reach) > 0:
                 self._frontier = self._frontier_goal(replay, near=z)
         share = float(self.cfg.manager.frontier)
@@ -270,8 +296,12 @@ class Hierarchy:
         if t == 0 and training and share > 0 and torch.rand(()) < share:
             if replay is None:
                 raise ValueError("manager.frontier draws goals from the replay: pass `replay`")
-            near = z if int(self.cfg.manager.frontier_reach) > 0 else None
-            self._frontier = self._frontier_goal(replay, near)
+            if int(self.cfg.manager.frontier_path) > 0:
+                self._path, self._path_at = self._frontier_path(replay), 0
+                self._frontier = self._path[-1:]
+            else:
+                near = z if int(self.cfg.manager.frontier_reach) > 0 else None
+                self._frontier = self._frontier_goal(replay, near)
             self._frontier_left = int(self.cfg.manager.frontier_hold)
         with torch.no_grad():
             if self._frontier is not None:
@@ -302,6 +332,33 @@ class Hierarchy:
             nearest = torch.cdist(near, z).squeeze(0).topk(k, largest=False).indices
             return z[nearest[rare[nearest].argmax()]].unsqueeze(0)
         return z[rare.argmax()].unsqueeze(0)
+
+    @torch.no_grad()
+    def _frontier_path(self, replay: Buffer) -> torch.Tensor:
+        """The latents [L, latent] of the stored episode that reached the rarest of
+        FRONTIER_CANDIDATES replay states (the pick of `_frontier_goal`), from its start
+        to that state: a way there made of states the Worker can reach one after another,
+        where it reached one frontier goal 5-10 cells off in 2 of 80 episodes
+        (bench/results/maze-explore)."""
+        starts = replay._draw_starts(FRONTIER_CANDIDATES)  # as `sample` draws them
+        encode = self.agent.model.encode
+        z = encode(replay._stacked_obs(starts).to(self.agent.device))
+        path = stored_path(replay, int(starts[rarity(z).argmax()]))
+        return encode(replay._stacked_obs(path).to(self.agent.device))
+
+    @torch.no_grad()
+    def _follow_path(self, obs: torch.Tensor, task: int | None) -> None:
+        """Moves the goal along the frontier path, `manager.frontier_path` steps ahead of
+        the path's state nearest the agent (looked for no further than twice that ahead of
+        the last, so a loop of the path is skipped only where the agent cut it). At the
+        path's end the goal is the frontier itself, held as `manager.frontier_hold` says."""
+        lead, z = int(self.cfg.manager.frontier_path), self._encode(obs, task)
+        window = self._path[self._path_at : self._path_at + 2 * lead]
+        self._path_at += int(torch.cdist(z, window).argmin())
+        last = len(self._path) - 1
+        self._goal = self._path[min(self._path_at + lead, last)].unsqueeze(0)
+        if self._path_at >= last:
+            self._path = None
 
     @torch.no_grad()
     def _replay_latents(self, replay: Replay) -> torch.Tensor:
@@ -427,7 +484,12 @@ class Hierarchy:
             "goal_worker_optim": self.worker.optim_state_dict(),
             "director": {
                 "goal": self._goal,
-                "frontier": {"goal": self._frontier, "left": self._frontier_left},
+                "frontier": {
+                    "goal": self._frontier,
+                    "left": self._frontier_left,
+                    "path": self._path,
+                    "at": self._path_at,
+                },
                 "start_similarity": self._start_similarity,
                 "updates": self._updates,
                 "stats": {k: list(v) for k, v in self._stats.items()},
@@ -455,7 +517,9 @@ class Hierarchy:
         frontier = director.get("frontier")
         if isinstance(frontier, dict):
             self._frontier, self._frontier_left = frontier["goal"], int(frontier["left"])
+            self._path, self._path_at = frontier.get("path"), int(frontier.get("at", 0))
         else:
             self._frontier, self._frontier_left = None, 0
+            self._path, self._path_at = None, 0
         self._updates = int(director["updates"])
         self._stats = {**empty_stats(), **{k: list(v) for k, v in director["stats"].items()}}

@@ -64,3 +64,21 @@ for seed in 1 2 3; do
     --agents "frontier-worker=$W,manager.frontier=0.5,manager.frontier_hold=4" \
     "goal-worker-k32=$W"
 done
+# Round 4 (2026-12-07, commit 11f4c13): frontier-worker led along the stored episode that
+# reached its frontier (manager.frontier_path=16); frontier-worker is its control (task 4,
+# the same hold). Then the same held 8 intervals, against flat, on task 1 (untuned) and
+# task 4. One process per core (taskset -c 0 / 1), paired seeds interleaved.
+FP="$W,manager.frontier=0.5,manager.frontier_hold=4,manager.frontier_path=16"
+for seed in 1 2 3 4 5; do
+  python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds $seed \
+    --agents "frontier-path=$FP"
+done
+FP8="$W,manager.frontier=0.5,manager.frontier_hold=8,manager.frontier_path=16"
+for seed in 1 2 3 4 5; do
+  python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds $seed \
+    --tasks ogbench-pointmaze-medium-singletask-task1-v0 --agents "frontier-path-h8=$FP8" flat
+done
+for seed in 1 2; do
+  python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds $seed \
+    --agents "frontier-path-h8=$FP8"
+done

@@ -441,6 +441,20 @@ def test_frontier_reach_picks_the_rarest_of_the_states_nearest_the_agent_each_in
     assert hierarchy._stats["frontier"] == [1.0, 1.0, 1.0, 0.0]
 
 
+def test_frontier_space_obs_picks_the_rarest_observation(tmp_path):
+    """With manager.frontier_space=obs the frontier goal is the latent of the replay state
+    whose observation is rarest among those drawn."""
+    trainer = filled_director(tmp_path, ["manager.frontier=1", "manager.frontier_space=obs"])
+    hierarchy, replay = trainer.hierarchy, trainer.buffer
+    drawn = replay._generator.get_state()
+    frontier = hierarchy._frontier_goal(replay)
+    replay._generator.set_state(drawn)
+    obs = replay.sample(FRONTIER_CANDIDATES)["obs"][0]
+    z = trainer.agent.model.encode(obs)
+    assert torch.equal(frontier, z[rarity(obs).argmax()].unsqueeze(0))
+    assert not torch.equal(frontier, z[rarity(z).argmax()].unsqueeze(0))
+
+
 def test_frontier_path_leads_along_the_stored_episode_that_reached_the_frontier(tmp_path):
     """With manager.frontier_path=k the frontier is the rarest drawn replay state, as
     without it, and the goal moves along the stored episode that reached it, k steps
@@ -497,6 +511,7 @@ def test_frontier_path_leads_along_the_stored_episode_that_reached_the_frontier(
         ("manager.frontier_hold=0", "manager.frontier_hold must be >= 1, got 0"),
         ("manager.frontier_reach=-1", "manager.frontier_reach must be in [0, 1024], got -1"),
         ("manager.frontier_path=-1", "manager.frontier_path must be >= 0, got -1"),
+        ("manager.frontier_space=pixels", "manager.frontier_space must be latent or obs, got pix"),
         ("manager.exploration=novel", "manager.exploration must be recon or rarity, got novel"),
     ],
 )

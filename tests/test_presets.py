@@ -40,6 +40,7 @@ ADDED_SINCE = {
     "worker.goal_temperature": 0.0,
     "manager.frontier_reach": 0,  # acts only with manager.frontier > 0
     "manager.frontier_path": 0,  # acts only with manager.frontier > 0
+    "manager.frontier_space": "latent",  # acts only with manager.frontier > 0
 }
 
 

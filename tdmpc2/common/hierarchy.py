@@ -69,6 +69,8 @@ def check_director_cfg(cfg: DictConfig) -> None:
         raise ConfigError(
             "manager.frontier_path follows one task's stored episodes: not with a task set"
         )
+    if m.frontier_space not in ("latent", "obs"):
+        raise ConfigError(f"manager.frontier_space must be latent or obs, got {m.frontier_space}")
     if m.exploration not in ("recon", "rarity"):
         raise ConfigError(f"manager.exploration must be recon or rarity, got {m.exploration}")
     if w.goal_scale not in ("spread", "range"):
@@ -319,14 +321,15 @@ class Hierarchy:
 
     @torch.no_grad()
     def _frontier_goal(self, replay: Replay, near: torch.Tensor | None = None) -> torch.Tensor:
-        """The rarest of FRONTIER_CANDIDATES replay latents, [1, latent]: the one farthest
-        from its neighbours (`rarity`); with `near` [1, latent], the rarest of the
-        `manager.frontier_reach` candidates nearest it. A real state, unlike a decoded code
-        that names the replay's bulk. Not the Goal-VAE's reconstruction error: its pick
-        fell in the rarest quarter of visited maze cells 9-22% of the time
+        """The latent [1, latent] of the rarest of FRONTIER_CANDIDATES replay states, the
+        one farthest from its neighbours (`_frontier_rarity`); with `near` [1, latent], the
+        rarest of the `manager.frontier_reach` candidates nearest it. A real state, unlike
+        a decoded code that names the replay's bulk. Not the Goal-VAE's reconstruction
+        error: its pick fell in the rarest quarter of visited maze cells 9-22% of the time
         (bench/results/maze-frontier)."""
-        z = self._replay_latents(replay)
-        rare = rarity(z)
+        batch = replay.sample(FRONTIER_CANDIDATES)
+        z = self.agent.model.encode(batch["obs"][0], batch.get("task"))
+        rare = self._frontier_rarity(batch["obs"][0], z)
         if near is not None:
             k = int(self.cfg.manager.frontier_reach)
             nearest = torch.cdist(near, z).squeeze(0).topk(k, largest=False).indices
@@ -341,9 +344,10 @@ class Hierarchy:
         where it reached one frontier goal 5-10 cells off in 2 of 80 episodes
         (bench/results/maze-explore)."""
         starts = replay._draw_starts(FRONTIER_CANDIDATES)  # as `sample` draws them
+        obs = replay._stacked_obs(starts).to(self.agent.device)
         encode = self.agent.model.encode
-        z = encode(replay._stacked_obs(starts).to(self.agent.device))
-        path = stored_path(replay, int(starts[rarity(z).argmax()]))
+        rare = self._frontier_rarity(obs, encode(obs))
+        path = stored_path(replay, int(starts[rare.argmax()]))
         return encode(replay._stacked_obs(path).to(self.agent.device))
 
     @torch.no_grad()
@@ -359,6 +363,15 @@ class Hierarchy:
         self._goal = self._path[min(self._path_at + lead, last)].unsqueeze(0)
         if self._path_at >= last:
             self._path = None
+
+    def _frontier_rarity(self, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The `rarity` of replay states [N] that frontier goals are picked by: of their
+        latents z, or with `manager.frontier_space=obs` of their observations (for
+        low-dimensional state observations: on pointmaze-medium task 1 latent rarity
+        picked states in the start's room, bench/results/maze-explore)."""
+        if self.cfg.manager.frontier_space == "obs":
+            return rarity(obs.flatten(1).float())
+        return rarity(z)
 
     @torch.no_grad()
     def _replay_latents(self, replay: Replay) -> torch.Tensor:

@@ -66,8 +66,9 @@ for seed in 1 2 3; do
 done
 # Round 4 (2026-12-07, commit 11f4c13): frontier-worker led along the stored episode that
 # reached its frontier (manager.frontier_path=16); frontier-worker is its control (task 4,
-# the same hold). Then the same held 8 intervals, against flat, on task 1 (untuned) and
-# task 4. One process per core (taskset -c 0 / 1), paired seeds interleaved.
+# the same hold). Then the same held 8 intervals (long enough for the whole path), against
+# flat, on task 1 (untuned). One process per core (taskset -c 0 / 1), paired seeds
+# interleaved.
 FP="$W,manager.frontier=0.5,manager.frontier_hold=4,manager.frontier_path=16"
 for seed in 1 2 3 4 5; do
   python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds $seed \
@@ -78,7 +79,10 @@ for seed in 1 2 3 4 5; do
   python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds $seed \
     --tasks ogbench-pointmaze-medium-singletask-task1-v0 --agents "frontier-path-h8=$FP8" flat
 done
-for seed in 1 2; do
+# Then (commit 9902af1): on task 1 latent rarity picked states inside the start's room, so
+# the frontier by observation rarity, task 1 only.
+for seed in 1 2 3 4 5; do
   python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds $seed \
-    --agents "frontier-path-h8=$FP8"
+    --tasks ogbench-pointmaze-medium-singletask-task1-v0 \
+    --agents "frontier-path-obs=$FP8,manager.frontier_space=obs"
 done

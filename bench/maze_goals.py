@@ -183,7 +183,9 @@ def frontier_reach(
                 if policy == "random":
                     action = env.rand_act()
                 else:
-                    action = hierarchy.act(obs, t, eval_mode=False, replay=trainer.buffer)
+                    action = hierarchy.act(
+                        obs, t, eval_mode=False, replay=trainer.buffer, random_act=env.rand_act
+                    )
                     if goal_cell is None:  # where the frontier goal picked at t=0 lies
                         goal_cell = cells[nearest_states(z, hierarchy._frontier)].cpu()
                 obs, _, done, _ = env.step(action)

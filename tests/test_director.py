@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import importlib.util
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from tdmpc2.common import checkpoint
 from tdmpc2.common.goal_worker import sample_relabelled
-from tdmpc2.common.hierarchy import FRONTIER_CANDIDATES, check_director_cfg, rarity
+from tdmpc2.common.hierarchy import FRONTIER_CANDIDATES, check_director_cfg, cut_loops, rarity
 from tdmpc2.common.layers import simnorm
 from tdmpc2.common.parser import ConfigError
 from tdmpc2.common.planning_terms import GoalTerm, cosine_max, goal_similarity
@@ -472,7 +473,7 @@ def test_frontier_path_leads_along_the_stored_episode_that_reached_the_frontier(
     slot = int(starts[rarity(z).argmax()])
     assert torch.equal(hierarchy._frontier, z[rarity(z).argmax()].unsqueeze(0))
     index = int(replay._index[slot])
-    assert torch.equal(hierarchy._path, encode(replay._obs[slot - index : slot + 1]))
+    assert torch.equal(hierarchy._path, cut_loops(encode(replay._obs[slot - index : slot + 1])))
     assert torch.equal(hierarchy._goal, hierarchy._frontier)
 
     obs = replay._obs[:31]  # the first stored episode, 31 states
@@ -494,6 +495,43 @@ def test_frontier_path_leads_along_the_stored_episode_that_reached_the_frontier(
     assert hierarchy._path is None and torch.equal(hierarchy._goal, path[-1:])
 
 
+def test_cut_loops_keeps_a_way_of_steps_no_longer_than_the_paths_mean_step():
+    """A path that turns back on itself (0, 1, 2, 3, 2, 1, 2, ...) keeps its ends and
+    skips the loop: what is left moves one mean step at a time."""
+    x = torch.tensor([0.0, 1, 2, 3, 2, 1, 2, 3, 4, 5]).unsqueeze(-1)
+    cut = cut_loops(x)
+    assert cut.squeeze(-1).tolist() == [0.0, 1, 2, 3, 4, 5]
+    assert torch.equal(cut_loops(cut), cut)  # no loop left
+    assert torch.equal(cut_loops(x[:1]), x[:1])
+
+
+def test_frontier_then_random_explores_past_the_paths_end_until_the_episode_ends(tmp_path):
+    """With manager.frontier_then=random the agent takes random actions once it reached
+    the frontier path's end, for the rest of the training episode (through a checkpoint);
+    a new episode and evaluation plan again."""
+    extra = ["manager.frontier=1", "manager.frontier_path=4", "manager.frontier_then=random"]
+    trainer = filled_director(tmp_path, extra)
+    hierarchy, replay = trainer.hierarchy, trainer.buffer
+    sentinel = torch.full((trainer.cfg.action_dim,), 0.123)
+    obs = replay._obs[:31]  # the first stored episode
+    act = functools.partial(hierarchy.act, replay=replay, random_act=lambda: sentinel)
+    assert not torch.equal(act(obs[0], 0, eval_mode=False), sentinel)
+    hierarchy._path = trainer.agent.model.encode(obs)
+    hierarchy._path_at = 27
+    assert torch.equal(act(obs[30], 1, eval_mode=False), sentinel)
+    assert hierarchy._path is None and hierarchy._exploring
+    assert torch.equal(act(obs[5], 2, eval_mode=False), sentinel)  # not only at the end
+    resumed = filled_director(tmp_path / "resumed", extra)
+    resumed.load_state_dict(trainer.state_dict())
+    assert resumed.hierarchy._exploring
+    assert not torch.equal(act(obs[0], 0, eval_mode=False), sentinel)  # a new episode
+    assert not hierarchy._exploring
+    hierarchy._exploring = True
+    assert not torch.equal(act(obs[0], 0, eval_mode=True), sentinel)
+    with pytest.raises(ValueError, match="pass `random_act`"):
+        hierarchy.act(obs[0], 0, eval_mode=False, replay=replay, seeding=True)
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -512,6 +550,8 @@ def test_frontier_path_leads_along_the_stored_episode_that_reached_the_frontier(
         ("manager.frontier_reach=-1", "manager.frontier_reach must be in [0, 1024], got -1"),
         ("manager.frontier_path=-1", "manager.frontier_path must be >= 0, got -1"),
         ("manager.frontier_space=pixels", "manager.frontier_space must be latent or obs, got pix"),
+        ("manager.frontier_then=walk", "manager.frontier_then must be manager or random, got"),
+        ("manager.frontier_then=random", "manager.frontier_then=random starts where the front"),
         ("manager.exploration=novel", "manager.exploration must be recon or rarity, got novel"),
     ],
 )

@@ -41,6 +41,7 @@ ADDED_SINCE = {
     "manager.frontier_reach": 0,  # acts only with manager.frontier > 0
     "manager.frontier_path": 0,  # acts only with manager.frontier > 0
     "manager.frontier_space": "latent",  # acts only with manager.frontier > 0
+    "manager.frontier_then": "manager",  # acts only with manager.frontier_path > 0
 }
 
 

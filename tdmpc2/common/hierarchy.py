@@ -69,6 +69,13 @@ def check_director_cfg(cfg: DictConfig) -> None:
         raise ConfigError(
             "manager.frontier_path follows one task's stored episodes: not with a task set"
         )
+    if m.frontier_then not in ("manager", "random"):
+        raise ConfigError(f"manager.frontier_then must be manager or random, got {m.frontier_then}")
+    if m.frontier_then == "random" and int(m.frontier_path) == 0:
+        raise ConfigError(
+            "manager.frontier_then=random starts where the frontier path ends: "
+            "set manager.frontier_path > 0"
+        )
     if m.frontier_space not in ("latent", "obs"):
         raise ConfigError(f"manager.frontier_space must be latent or obs, got {m.frontier_space}")
     if m.exploration not in ("recon", "rarity"):
@@ -111,6 +118,20 @@ def stored_path(replay: Buffer, slot: int) -> torch.Tensor:
     index = int(replay._index[slot])
     slots = (slot - index + torch.arange(index + 1)) % replay.capacity
     return slots[replay._episode[slots] == replay._episode[slot]]
+
+
+def cut_loops(path: torch.Tensor) -> torch.Tensor:
+    """The states of `path` [L, latent] left after skipping its loops: from each kept
+    state, on to the last later state no further from it than a mean step of the path.
+    A stored episode wanders: on pointmaze-medium task 1 its 116-170 steps to the frontier
+    came down to 14-22 this way (bench/results/maze-explore, round 5)."""
+    distance = torch.cdist(path, path)
+    step = distance.diagonal(1).mean()
+    keep = [0]
+    while keep[-1] < len(path) - 1:
+        near = int((distance[keep[-1]] <= step).nonzero().max())
+        keep.append(max(near, keep[-1] + 1))
+    return path[keep]
 
 
 def empty_stats() -> dict[str, list]:
@@ -191,6 +212,7 @@ class Hierarchy:
         self._frontier_left = 0  # intervals it is still held for
         self._path: torch.Tensor | None = None  # manager.frontier_path: latents leading there
         self._path_at = 0  # the path's state nearest the agent
+        self._exploring = False  # manager.frontier_then=random: past the path's end
         self._start_similarity: torch.Tensor | None = None  # of the running interval
         self._updates = 0  # counts towards manager.update_every across resumes
         self._stats = empty_stats()  # of the running training episode
@@ -205,18 +227,21 @@ class Hierarchy:
         task: int | None = None,
         replay: Replay | None = None,
         random_act: Callable[[], torch.Tensor] | None = None,
+        seeding: bool = False,
     ) -> torch.Tensor:
         """The action at step `t` of an episode (of `task` in a task set), after choosing a
         goal every `goal_interval` steps. Training passes its `replay`, which frontier goals
-        come from, and while seeding `random_act`: goals are then random codes and the
-        action is `random_act()`. Evaluation needs neither."""
-        seeding = not eval_mode and random_act is not None
+        come from, and `random_act`, the action taken while `seeding` (goals are then
+        random codes) and past the frontier with `manager.frontier_then=random`.
+        Evaluation needs neither."""
         if t % self.interval == 0:
             self._choose_goal(obs, t, eval_mode, task, replay, seeding)
-        if seeding:
-            return random_act()
-        if self._path is not None:
+        if self._path is not None and not seeding:
             self._follow_path(obs, task)
+        if seeding or self._exploring:
+            if random_act is None:
+                raise ValueError("random actions while seeding or exploring: pass `random_act`")
+            return random_act()
         terms = self.planning_terms(eval_mode)
         return self.agent.act(obs, t0=t == 0, eval_mode=eval_mode, task=task, terms=terms)
 
@@ -278,7 +303,9 @@ class Hierarchy:
         of the hold among the k replay states nearest the agent: a step towards the rarer
         side that the Worker can reach, where one far goal was not reached. With
         `manager.frontier_path`, the Worker is led there along the stored episode that
-        reached it (`_follow_path`).
+        reached it (`_follow_path`); with `manager.frontier_then=random`, the rest of the
+        episode from there takes random actions, as Go-Explore explores from the state it
+        returned to.
         """
         z = self._encode(obs, task)
         stats = self._eval_stats if eval_mode else self._stats
@@ -287,6 +314,7 @@ class Hierarchy:
         training = not eval_mode and not seeding
         if t == 0 or not training:
             self._frontier = self._path = None
+            self._exploring = False
         elif self._frontier is not None:
             self._frontier_left -= 1
             if self._frontier_left <= 0:
@@ -340,22 +368,23 @@ class Hierarchy:
     def _frontier_path(self, replay: Buffer) -> torch.Tensor:
         """The latents [L, latent] of the stored episode that reached the rarest of
         FRONTIER_CANDIDATES replay states (the pick of `_frontier_goal`), from its start
-        to that state: a way there made of states the Worker can reach one after another,
-        where it reached one frontier goal 5-10 cells off in 2 of 80 episodes
-        (bench/results/maze-explore)."""
+        to that state, its loops cut (`cut_loops`): a way there made of states the Worker
+        can reach one after another, where it reached one frontier goal 5-10 cells off in
+        2 of 80 episodes (bench/results/maze-explore)."""
         starts = replay._draw_starts(FRONTIER_CANDIDATES)  # as `sample` draws them
         obs = replay._stacked_obs(starts).to(self.agent.device)
         encode = self.agent.model.encode
         rare = self._frontier_rarity(obs, encode(obs))
         path = stored_path(replay, int(starts[rare.argmax()]))
-        return encode(replay._stacked_obs(path).to(self.agent.device))
+        return cut_loops(encode(replay._stacked_obs(path).to(self.agent.device)))
 
     @torch.no_grad()
     def _follow_path(self, obs: torch.Tensor, task: int | None) -> None:
         """Moves the goal along the frontier path, `manager.frontier_path` steps ahead of
         the path's state nearest the agent (looked for no further than twice that ahead of
         the last, so a loop of the path is skipped only where the agent cut it). At the
-        path's end the goal is the frontier itself, held as `manager.frontier_hold` says."""
+        path's end the goal is the frontier itself, held as `manager.frontier_hold` says,
+        or with `manager.frontier_then=random` random actions explore from there."""
         lead, z = int(self.cfg.manager.frontier_path), self._encode(obs, task)
         window = self._path[self._path_at : self._path_at + 2 * lead]
         self._path_at += int(torch.cdist(z, window).argmin())
@@ -363,6 +392,7 @@ class Hierarchy:
         self._goal = self._path[min(self._path_at + lead, last)].unsqueeze(0)
         if self._path_at >= last:
             self._path = None
+            self._exploring = self.cfg.manager.frontier_then == "random"
 
     def _frontier_rarity(self, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The `rarity` of replay states [N] that frontier goals are picked by: of their
@@ -502,6 +532,7 @@ class Hierarchy:
                     "left": self._frontier_left,
                     "path": self._path,
                     "at": self._path_at,
+                    "exploring": self._exploring,
                 },
                 "start_similarity": self._start_similarity,
                 "updates": self._updates,
@@ -531,8 +562,9 @@ class Hierarchy:
         if isinstance(frontier, dict):
             self._frontier, self._frontier_left = frontier["goal"], int(frontier["left"])
             self._path, self._path_at = frontier.get("path"), int(frontier.get("at", 0))
+            self._exploring = bool(frontier.get("exploring", False))
         else:
             self._frontier, self._frontier_left = None, 0
-            self._path, self._path_at = None, 0
+            self._path, self._path_at, self._exploring = None, 0, False
         self._updates = int(director["updates"])
         self._stats = {**empty_stats(), **{k: list(v) for k, v in director["stats"].items()}}

@@ -53,10 +53,14 @@ class HierarchyTrainer(Trainer):
         self.hierarchy = Hierarchy(cfg, agent)
 
     def act(self, obs: torch.Tensor, t: int, eval_mode: bool) -> torch.Tensor:
-        seeding = not eval_mode and self.seeding
-        random_act = self.env.rand_act if seeding else None
         return self.hierarchy.act(
-            obs, t, eval_mode, task=self.acting_task, replay=self.buffer, random_act=random_act
+            obs,
+            t,
+            eval_mode,
+            task=self.acting_task,
+            replay=self.buffer,
+            random_act=None if eval_mode else self.env.rand_act,
+            seeding=not eval_mode and self.seeding,
         )
 
     def eval(self, episodes: int | None = None, video: bool = False) -> dict[str, float]:

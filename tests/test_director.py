@@ -444,8 +444,10 @@ def test_frontier_reach_picks_the_rarest_of_the_states_nearest_the_agent_each_in
 
 def test_frontier_space_obs_picks_the_rarest_observation(tmp_path):
     """With manager.frontier_space=obs the frontier goal is the latent of the replay state
-    whose observation is rarest among those drawn."""
-    trainer = filled_director(tmp_path, ["manager.frontier=1", "manager.frontier_space=obs"])
+    whose observation is rarest among those drawn; a frontier path is cut and followed
+    in observations, its goals latents."""
+    extra = ["manager.frontier=1", "manager.frontier_space=obs", "manager.frontier_path=4"]
+    trainer = filled_director(tmp_path, extra)
     hierarchy, replay = trainer.hierarchy, trainer.buffer
     drawn = replay._generator.get_state()
     frontier = hierarchy._frontier_goal(replay)
@@ -454,13 +456,20 @@ def test_frontier_space_obs_picks_the_rarest_observation(tmp_path):
     z = trainer.agent.model.encode(obs)
     assert torch.equal(frontier, z[rarity(obs).argmax()].unsqueeze(0))
     assert not torch.equal(frontier, z[rarity(z).argmax()].unsqueeze(0))
+    replay._generator.set_state(drawn)
+    path, points = hierarchy._frontier_path(replay)
+    assert torch.equal(path[-1:], frontier)
+    stored = replay._obs[: len(replay._obs)]
+    assert all(bool((stored == p).all(-1).any()) for p in points)  # every point a stored obs
+    assert torch.allclose(path, trainer.agent.model.encode(points), atol=1e-5)
 
 
 def test_frontier_path_leads_along_the_stored_episode_that_reached_the_frontier(tmp_path):
     """With manager.frontier_path=k the frontier is the rarest drawn replay state, as
-    without it, and the goal moves along the stored episode that reached it, k steps
-    ahead of the episode's state nearest the agent (looked for at most 2k ahead); at the
-    episode's state the path ends and the frontier is the goal. It survives a checkpoint."""
+    without it, and the goal moves along the stored episode that reached it (loops cut),
+    k states ahead of the path's state nearest the agent (looked for at most 2k ahead); at
+    the episode's state the path ends and the frontier is the goal. It
+    survives a checkpoint."""
     extra = ["manager.frontier=1", "manager.frontier_hold=2", "manager.frontier_path=4"]
     trainer = filled_director(tmp_path, extra)
     hierarchy, replay, encode = trainer.hierarchy, trainer.buffer, trainer.agent.model.encode
@@ -473,17 +482,21 @@ def test_frontier_path_leads_along_the_stored_episode_that_reached_the_frontier(
     slot = int(starts[rarity(z).argmax()])
     assert torch.equal(hierarchy._frontier, z[rarity(z).argmax()].unsqueeze(0))
     index = int(replay._index[slot])
-    assert torch.equal(hierarchy._path, cut_loops(encode(replay._obs[slot - index : slot + 1])))
+    stored = encode(replay._obs[slot - index : slot + 1])
+    assert torch.equal(hierarchy._path, stored[cut_loops(stored)])
+    assert torch.equal(hierarchy._path_points, hierarchy._path)  # frontier_space latent
     assert torch.equal(hierarchy._goal, hierarchy._frontier)
 
-    obs = replay._obs[:31]  # the first stored episode, 31 states
-    path = encode(obs)
-    hierarchy._path, hierarchy._path_at = path, 0
-    hierarchy._follow_path(obs[20], None)  # 20 is past 2k: the nearest of states 0-7
-    assert hierarchy._path_at < 8
+    # A path of 31 latents a unit apart on a line; the agent's latent is its observation.
+    path = torch.arange(31.0).unsqueeze(-1) * torch.eye(trainer.cfg.latent_dim)[0]
+    hierarchy._encode = lambda obs, task: obs.unsqueeze(0)
+    hierarchy._path, hierarchy._path_points, hierarchy._path_at = path, path, 0
+    hierarchy._follow_path(path[20], None)  # 20 is past 2k: the nearest of states 0-7
+    assert hierarchy._path_at == 7 and torch.equal(hierarchy._goal, path[11:12])
     hierarchy._path_at = 0
+    aside = torch.eye(trainer.cfg.latent_dim)[1]
     for at in (6, 13, 20, 27):  # each within 2k of the last
-        hierarchy._follow_path(obs[at], None)
+        hierarchy._follow_path(path[at] + 0.1 * aside, None)
         assert hierarchy._path_at == at
         assert torch.equal(hierarchy._goal, path[min(at + 4, 30)].unsqueeze(0))
     saved = trainer.state_dict()["director"]["frontier"]
@@ -491,18 +504,24 @@ def test_frontier_path_leads_along_the_stored_episode_that_reached_the_frontier(
     resumed.load_state_dict(trainer.state_dict())
     assert torch.equal(resumed.hierarchy._path, path) and resumed.hierarchy._path_at == 27
     assert torch.equal(saved["path"], path) and saved["at"] == 27
-    hierarchy._follow_path(obs[30], None)
+    hierarchy._follow_path(path[30], None)
     assert hierarchy._path is None and torch.equal(hierarchy._goal, path[-1:])
+    hierarchy._path, hierarchy._path_points, hierarchy._path_at = path, path, 0
+    hierarchy._follow_path(path[2] + 3 * aside, None)  # moved on to state 2
+    for _ in range(hierarchy.interval):  # then not along it for an interval: it ends
+        assert hierarchy._path is not None
+        hierarchy._follow_path(path[2] + 3 * aside, None)
+    assert hierarchy._path is None and hierarchy._path_at == 2
 
 
 def test_cut_loops_keeps_a_way_of_steps_no_longer_than_the_paths_mean_step():
     """A path that turns back on itself (0, 1, 2, 3, 2, 1, 2, ...) keeps its ends and
     skips the loop: what is left moves one mean step at a time."""
     x = torch.tensor([0.0, 1, 2, 3, 2, 1, 2, 3, 4, 5]).unsqueeze(-1)
-    cut = cut_loops(x)
+    cut = x[cut_loops(x)]
     assert cut.squeeze(-1).tolist() == [0.0, 1, 2, 3, 4, 5]
-    assert torch.equal(cut_loops(cut), cut)  # no loop left
-    assert torch.equal(cut_loops(x[:1]), x[:1])
+    assert cut_loops(cut).tolist() == list(range(6))  # no loop left
+    assert cut_loops(x[:1]).tolist() == [0]
 
 
 def test_frontier_then_random_explores_past_the_paths_end_until_the_episode_ends(tmp_path):
@@ -516,7 +535,7 @@ def test_frontier_then_random_explores_past_the_paths_end_until_the_episode_ends
     obs = replay._obs[:31]  # the first stored episode
     act = functools.partial(hierarchy.act, replay=replay, random_act=lambda: sentinel)
     assert not torch.equal(act(obs[0], 0, eval_mode=False), sentinel)
-    hierarchy._path = trainer.agent.model.encode(obs)
+    hierarchy._path = hierarchy._path_points = trainer.agent.model.encode(obs)
     hierarchy._path_at = 27
     assert torch.equal(act(obs[30], 1, eval_mode=False), sentinel)
     assert hierarchy._path is None and hierarchy._exploring

@@ -121,17 +121,17 @@ def stored_path(replay: Buffer, slot: int) -> torch.Tensor:
 
 
 def cut_loops(path: torch.Tensor) -> torch.Tensor:
-    """The states of `path` [L, latent] left after skipping its loops: from each kept
-    state, on to the last later state no further from it than a mean step of the path.
-    A stored episode wanders: on pointmaze-medium task 1 its 116-170 steps to the frontier
-    came down to 14-22 this way (bench/results/maze-explore, round 5)."""
+    """The indices of the states of `path` [L, D] left after skipping its loops: from each
+    kept state, on to the last later state no further from it than a mean step of the
+    path. A stored episode wanders: on pointmaze-medium task 1 its 116-170 steps to the
+    frontier came down to 14-22 this way (bench/results/maze-explore, round 5)."""
     distance = torch.cdist(path, path)
     step = distance.diagonal(1).mean()
     keep = [0]
     while keep[-1] < len(path) - 1:
         near = int((distance[keep[-1]] <= step).nonzero().max())
         keep.append(max(near, keep[-1] + 1))
-    return path[keep]
+    return torch.tensor(keep, device=path.device)
 
 
 def empty_stats() -> dict[str, list]:
@@ -211,7 +211,9 @@ class Hierarchy:
         self._frontier: torch.Tensor | None = None  # the running episode's frontier goal
         self._frontier_left = 0  # intervals it is still held for
         self._path: torch.Tensor | None = None  # manager.frontier_path: latents leading there
+        self._path_points: torch.Tensor | None = None  # the same states in frontier_space
         self._path_at = 0  # the path's state nearest the agent
+        self._path_stalled = 0  # steps since the agent last moved along the path
         self._exploring = False  # manager.frontier_then=random: past the path's end
         self._start_similarity: torch.Tensor | None = None  # of the running interval
         self._updates = 0  # counts towards manager.update_every across resumes
@@ -313,12 +315,12 @@ class Hierarchy:
             self._close_interval(z, stats)
         training = not eval_mode and not seeding
         if t == 0 or not training:
-            self._frontier = self._path = None
+            self._frontier = self._path = self._path_points = None
             self._exploring = False
         elif self._frontier is not None:
             self._frontier_left -= 1
             if self._frontier_left <= 0:
-                self._frontier = self._path = None
+                self._frontier = self._path = self._path_points = None
             elif int(self.cfg.manager.frontier_reach) > 0:
                 self._frontier = self._frontier_goal(replay, near=z)
         share = float(self.cfg.manager.frontier)
@@ -327,7 +329,8 @@ class Hierarchy:
             if replay is None:
                 raise ValueError("manager.frontier draws goals from the replay: pass `replay`")
             if int(self.cfg.manager.frontier_path) > 0:
-                self._path, self._path_at = self._frontier_path(replay), 0
+                self._path, self._path_points = self._frontier_path(replay)
+                self._path_at = self._path_stalled = 0
                 self._frontier = self._path[-1:]
             else:
                 near = z if int(self.cfg.manager.frontier_reach) > 0 else None
@@ -350,14 +353,14 @@ class Hierarchy:
     @torch.no_grad()
     def _frontier_goal(self, replay: Replay, near: torch.Tensor | None = None) -> torch.Tensor:
         """The latent [1, latent] of the rarest of FRONTIER_CANDIDATES replay states, the
-        one farthest from its neighbours (`_frontier_rarity`); with `near` [1, latent], the
+        one farthest from its neighbours in `_frontier_points`; with `near` [1, latent], the
         rarest of the `manager.frontier_reach` candidates nearest it. A real state, unlike
         a decoded code that names the replay's bulk. Not the Goal-VAE's reconstruction
         error: its pick fell in the rarest quarter of visited maze cells 9-22% of the time
         (bench/results/maze-frontier)."""
         batch = replay.sample(FRONTIER_CANDIDATES)
         z = self.agent.model.encode(batch["obs"][0], batch.get("task"))
-        rare = self._frontier_rarity(batch["obs"][0], z)
+        rare = rarity(self._frontier_points(batch["obs"][0], z))
         if near is not None:
             k = int(self.cfg.manager.frontier_reach)
             nearest = torch.cdist(near, z).squeeze(0).topk(k, largest=False).indices
@@ -365,43 +368,56 @@ class Hierarchy:
         return z[rare.argmax()].unsqueeze(0)
 
     @torch.no_grad()
-    def _frontier_path(self, replay: Buffer) -> torch.Tensor:
+    def _frontier_path(self, replay: Buffer) -> tuple[torch.Tensor, torch.Tensor]:
         """The latents [L, latent] of the stored episode that reached the rarest of
         FRONTIER_CANDIDATES replay states (the pick of `_frontier_goal`), from its start
-        to that state, its loops cut (`cut_loops`): a way there made of states the Worker
-        can reach one after another, where it reached one frontier goal 5-10 cells off in
-        2 of 80 episodes (bench/results/maze-explore)."""
+        to that state, and the same states in `manager.frontier_space` [L, D]; its loops
+        cut there (`cut_loops`). A way there made of states the Worker can reach one after
+        another, where it reached one frontier goal 5-10 cells off in 2 of 80 episodes
+        (bench/results/maze-explore)."""
         starts = replay._draw_starts(FRONTIER_CANDIDATES)  # as `sample` draws them
         obs = replay._stacked_obs(starts).to(self.agent.device)
         encode = self.agent.model.encode
-        rare = self._frontier_rarity(obs, encode(obs))
-        path = stored_path(replay, int(starts[rare.argmax()]))
-        return cut_loops(encode(replay._stacked_obs(path).to(self.agent.device)))
+        rare = rarity(self._frontier_points(obs, encode(obs)))
+        path = replay._stacked_obs(stored_path(replay, int(starts[rare.argmax()])))
+        z = encode(path.to(self.agent.device))
+        points = self._frontier_points(path.to(self.agent.device), z)
+        keep = cut_loops(points)
+        return z[keep], points[keep]
 
     @torch.no_grad()
     def _follow_path(self, obs: torch.Tensor, task: int | None) -> None:
-        """Moves the goal along the frontier path, `manager.frontier_path` steps ahead of
-        the path's state nearest the agent (looked for no further than twice that ahead of
-        the last, so a loop of the path is skipped only where the agent cut it). At the
-        path's end the goal is the frontier itself, held as `manager.frontier_hold` says,
-        or with `manager.frontier_then=random` random actions explore from there."""
+        """Moves the goal along the frontier path, `manager.frontier_path` states ahead of
+        the path's state nearest the agent in `manager.frontier_space` (looked for no
+        further than twice that ahead of the last, so the path is skipped only where the
+        agent cut it). Not in latent space where observations are states: on task 4
+        latents 9 maze units apart lay nearer than a step, and the nearest state crept
+        on while the agent stood still (bench/results/maze-explore, round 5). The path
+        ends at its last state, or where the agent has not moved along it for a goal
+        interval (the Worker pressed on a wall for 100-200 steps there); the goal is then
+        the frontier itself, held as `manager.frontier_hold` says, or with
+        `manager.frontier_then=random` random actions explore from there."""
         lead, z = int(self.cfg.manager.frontier_path), self._encode(obs, task)
-        window = self._path[self._path_at : self._path_at + 2 * lead]
-        self._path_at += int(torch.cdist(z, window).argmin())
+        point = self._frontier_points(obs.to(z.device).unsqueeze(0), z)
+        window = self._path_points[self._path_at : self._path_at + 2 * lead]
+        ahead = int(torch.cdist(point, window).argmin())
+        self._path_at += ahead
+        self._path_stalled = 0 if ahead else self._path_stalled + 1
         last = len(self._path) - 1
         self._goal = self._path[min(self._path_at + lead, last)].unsqueeze(0)
-        if self._path_at >= last:
-            self._path = None
+        if self._path_at >= last or self._path_stalled >= self.interval:
+            self._path = self._path_points = None
             self._exploring = self.cfg.manager.frontier_then == "random"
 
-    def _frontier_rarity(self, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """The `rarity` of replay states [N] that frontier goals are picked by: of their
-        latents z, or with `manager.frontier_space=obs` of their observations (for
+    def _frontier_points(self, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """States [N, D] where frontier goals are picked and their paths cut and followed:
+        their latents z, or with `manager.frontier_space=obs` their observations (for
         low-dimensional state observations: on pointmaze-medium task 1 latent rarity
-        picked states in the start's room, bench/results/maze-explore)."""
+        picked states in the start's room, and on task 4 latents 9 maze units apart lay
+        nearer than one step, bench/results/maze-explore)."""
         if self.cfg.manager.frontier_space == "obs":
-            return rarity(obs.flatten(1).float())
-        return rarity(z)
+            return obs.flatten(1).float()
+        return z
 
     @torch.no_grad()
     def _replay_latents(self, replay: Replay) -> torch.Tensor:
@@ -531,7 +547,9 @@ class Hierarchy:
                     "goal": self._frontier,
                     "left": self._frontier_left,
                     "path": self._path,
+                    "points": self._path_points,
                     "at": self._path_at,
+                    "stalled": self._path_stalled,
                     "exploring": self._exploring,
                 },
                 "start_similarity": self._start_similarity,
@@ -562,9 +580,13 @@ class Hierarchy:
         if isinstance(frontier, dict):
             self._frontier, self._frontier_left = frontier["goal"], int(frontier["left"])
             self._path, self._path_at = frontier.get("path"), int(frontier.get("at", 0))
+            self._path_stalled = int(frontier.get("stalled", 0))
+            self._path_points = frontier.get("points", self._path)  # latent before round 5
             self._exploring = bool(frontier.get("exploring", False))
         else:
             self._frontier, self._frontier_left = None, 0
-            self._path, self._path_at, self._exploring = None, 0, False
+            self._path = self._path_points = None
+            self._path_at = self._path_stalled = 0
+            self._exploring = False
         self._updates = int(director["updates"])
         self._stats = {**empty_stats(), **{k: list(v) for k, v in director["stats"].items()}}

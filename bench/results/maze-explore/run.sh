@@ -86,3 +86,32 @@ for seed in 1 2 3 4 5; do
     --tasks ogbench-pointmaze-medium-singletask-task1-v0 \
     --agents "frontier-path-obs=$FP8,manager.frontier_space=obs"
 done
+# Round 5 (2026-12-07, commit 144d943): after the frontier, random actions (Go-Explore).
+# frontier-cut: Director's worker with frontier goals picked by observation rarity, led
+# along the stored path with its loops cut (both in observation space), the goal 4 path
+# states ahead, held 8 intervals; frontier-explore: the same, then random actions for the
+# rest of the episode once the path ends (reached, or no progress along it for an
+# interval). One process per core (taskset -c 0 for task 1, -c 1 for task 4).
+FC="$W,manager.frontier=0.5,manager.frontier_hold=8,manager.frontier_path=4"
+FC="$FC,manager.frontier_space=obs"
+for task in 1 4; do
+  for seed in 1 2 3 4 5; do
+    python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds $seed \
+      --tasks ogbench-pointmaze-medium-singletask-task$task-v0 \
+      --agents "frontier-explore=$FC,manager.frontier_then=random"
+  done
+  for seed in 1 2; do
+    python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds $seed \
+      --tasks ogbench-pointmaze-medium-singletask-task$task-v0 --agents "frontier-cut=$FC"
+  done
+done
+# Then a third seed of the control on task 1.
+python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds 3 \
+  --tasks ogbench-pointmaze-medium-singletask-task1-v0 --agents "frontier-cut=$FC"
+# Then, a third task (the goal 6 cells along the maze; flat's 3 seeds at this setting are
+# in bench/results/maze-repeat): frontier-explore only.
+for seed in 1 2 3; do
+  python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds $seed \
+    --tasks ogbench-pointmaze-medium-singletask-task3-v0 \
+    --agents "frontier-explore=$FC,manager.frontier_then=random"
+done

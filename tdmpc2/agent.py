@@ -322,6 +322,10 @@ class TDMPC2:
             "reward_loss": reward_loss,
             "value_loss": value_loss,
         }
+        if cfg.decoder_coef:  # the dynamics must carry what the decoder reads
+            decoder = self.model.decoder_loss(zs, batch["obs"])
+            parts["decoder_loss"] = (decoder * self._rho).mean()
+            total = total + cfg.decoder_coef * parts["decoder_loss"]
         if self.model.episodic:  # did the episode end on arriving at each rolled-out latent?
             logits = self.model.termination(zs[1:], task)
             parts["termination_loss"] = F.binary_cross_entropy_with_logits(logits, terminated)

@@ -118,11 +118,16 @@ def test_a_rate_or_scale_must_be_positive(key):
             "action_repeat=1.5",
             "action_repeat must be null (the task's own) or an integer >= 1, got 1.5",
         ),
+        ("decoder_coef=-0.5", "decoder_coef must be >= 0, got -0.5"),
+        (
+            "obs=rgb decoder_coef=1",
+            "decoder_coef=1: the decoder reconstructs state observations only",
+        ),
     ],
 )
 def test_observation_settings_that_do_nothing_fail(override, message):
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
-        parse_cfg(compose_cfg([*TOY, override]))
+        parse_cfg(compose_cfg([*TOY, *override.split()]))
 
 
 def leaves(tree: dict, prefix: str = "") -> list[str]:

@@ -129,6 +129,32 @@ def test_update_lowers_loss_on_a_fixed_batch(tiny_cfg):
     assert all(torch.isfinite(v).all() for v in last.values())
 
 
+def test_the_decoder_reads_the_state_back_from_the_latent(tiny_cfg):
+    tiny_cfg.decoder_coef = 1.0
+    agent = TDMPC2(tiny_cfg)
+    buffer = FixedBatch(tiny_cfg)
+    obs = buffer.batch["obs"] = buffer.batch["obs"] * 3 + 20  # far from the decoder's 0
+    first = agent.update(buffer)
+    for _ in range(150):
+        last = agent.update(buffer)
+    assert float(last["decoder_loss"]) < 0.5 * float(first["decoder_loss"])
+    with torch.no_grad():
+        read = agent.model.decode(agent.model.encode(obs))
+    assert (read - obs).pow(2).mean() < 0.5 * obs.var(dim=(0, 1)).mean()  # in the obs' units
+    assert torch.allclose(agent.model.obs_moments[0], obs.mean(dim=(0, 1)), atol=1e-3)
+    copy = TDMPC2(tiny_cfg)
+    copy.load_state_dict(agent.state_dict())
+    with torch.no_grad():
+        assert torch.equal(copy.model.decode(copy.model.encode(obs)), read)
+
+
+def test_no_decoder_by_default(tiny_cfg):
+    agent = TDMPC2(tiny_cfg)
+    assert agent.model._decoder is None
+    assert not any("decoder" in k or "obs_" in k for k in agent.model.state_dict())
+    assert "decoder_loss" not in agent.update(FixedBatch(tiny_cfg))
+
+
 def test_a_nan_reward_skips_the_update_and_leaves_the_weights(tiny_cfg):
     agent = TDMPC2(tiny_cfg)
     buffer = FixedBatch(tiny_cfg)

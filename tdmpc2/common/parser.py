@@ -186,6 +186,11 @@ def parse_cfg(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig
         cfg.obs == "rgb" or cfg.num_channels == defaults()["num_channels"],
         f"num_channels={cfg.num_channels}: the conv encoder's width, used only with obs=rgb",
     )
+    _check(cfg.decoder_coef >= 0, f"decoder_coef must be >= 0, got {cfg.decoder_coef}")
+    _check(
+        not cfg.decoder_coef or cfg.obs == "state",
+        f"decoder_coef={cfg.decoder_coef}: the decoder reconstructs state observations only",
+    )
     _check(
         cfg.min_std <= cfg.max_std, f"min_std ({cfg.min_std}) must be <= max_std ({cfg.max_std})"
     )

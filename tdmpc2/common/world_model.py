@@ -74,6 +74,17 @@ class WorldModel(nn.Module):
         self.two_hot = TwoHot(cfg.num_bins, cfg.vmin, cfg.vmax)
         self.log_std_min = float(cfg.log_std_min)
         self.log_std_dif = float(cfg.log_std_max - cfg.log_std_min)
+        # Built last and only when asked for, so runs without it draw the same weights.
+        self._decoder = None
+        if cfg.decoder_coef:
+            obs_dim = cfg.obs_shape["state"][0]
+            self._decoder = layers.mlp(cfg.latent_dim, [cfg.enc_dim], obs_dim)
+            self._decoder.apply(layers.init_weights)
+            # The observations' running mean and mean square: the decoder predicts them
+            # standardised, as a maze's coordinates (0 to 30) would take Adam tens of
+            # thousands of steps to reach from 0.
+            self.register_buffer("obs_moments", torch.zeros(2, obs_dim))
+            self.register_buffer("obs_batches", torch.zeros(()))
 
     def train(self, mode: bool = True) -> WorldModel:
         super().train(mode)
@@ -98,6 +109,27 @@ class WorldModel(nn.Module):
 
     def encode(self, obs: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         return self._encoder(self.task_emb(obs, task))
+
+    def _obs_scale(self) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, square = self.obs_moments
+        return mean, (square - mean.pow(2)).clamp_min(1e-4).sqrt()
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """The state observation read back from latent z (only with `decoder_coef` > 0)."""
+        mean, std = self._obs_scale()
+        return self._decoder(z) * std + mean
+
+    def decoder_loss(self, zs: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """Squared error [T] of the standardised observations [T, B, obs] read back from
+        their latents [T, B, latent]; in training it first folds the batch into the moments
+        (the running mean over the first 100 batches, then a moving average)."""
+        if self.training:
+            with torch.no_grad():
+                batch = torch.stack([obs.mean(dim=(0, 1)), obs.pow(2).mean(dim=(0, 1))])
+                self.obs_batches += 1
+                self.obs_moments.lerp_(batch, self.obs_batches.reciprocal().clamp_min(0.01))
+        mean, std = self._obs_scale()
+        return (self._decoder(zs) - (obs - mean) / std).pow(2).mean(dim=(1, 2))
 
     def augment(self, obs: torch.Tensor) -> torch.Tensor:
         """Training batches of pixels get a random shift of up to 3 pixels (DrQ's 4 at

@@ -2,6 +2,7 @@
 does the Worker get there? On a point maze.
 
     python bench/maze_goals.py bench/results/maze-frontier/<task>   # its run folders
+    python bench/maze_goals.py <task folder> --agents frontier-explore --seeds 1 2   # some
 
 For every hierarchical run under the folder (`<agent>/seed<N>/`, last checkpoint and its
 replay buffer), three Markdown tables with a row per run:
@@ -291,11 +292,14 @@ def tables(runs: Sequence[Row]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="a point maze's folder of <agent>/seed<N> runs")
+    parser.add_argument("--agents", nargs="+", default=(), help="these agents only")
+    parser.add_argument("--seeds", nargs="+", type=int, default=(), help="these seeds only")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     runs = []
-    for run_dir, cfg in run_folders([args.out.parent], [args.out.name]):
-        if cfg.get("trainer") != "director" or not (run_dir / "checkpoint.pt").is_file():
+    for run_dir, cfg in run_folders([args.out.parent], [args.out.name], args.agents):
+        hierarchical = cfg.get("trainer") == "director" and (run_dir / "checkpoint.pt").is_file()
+        if not hierarchical or (args.seeds and int(cfg.seed) not in args.seeds):
             continue
         where_goals, pays, real = goals_and_bonus(run_dir)
         episodes, reach = goal_reach(run_dir)

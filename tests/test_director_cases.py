@@ -380,3 +380,12 @@ def test_maze_goals_tabulates_goals_bonus_and_reach(maze_run, capsys):
     assert (float(real["reached: Worker"]) == 1) == (worker == 0)
     assert -1 <= float(similar["rho(cells, similarity)"]) <= 1
     assert 0.5 < float(similar["0 cells"]) <= 1  # pairs in one cell: alike
+
+
+@pytest.mark.parametrize("only", [["--agents", "flat"], ["--seeds", "2"]])
+def test_maze_goals_filters_runs(maze_run, capsys, only):
+    from bench import maze_goals
+
+    with pytest.raises(SystemExit):
+        maze_goals.main([str(maze_run.parents[1]), *only])
+    assert "no hierarchical run with a checkpoint" in capsys.readouterr().err

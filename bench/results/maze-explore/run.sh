@@ -115,3 +115,17 @@ for seed in 1 2 3; do
     --tasks ogbench-pointmaze-medium-singletask-task3-v0 \
     --agents "frontier-explore=$FC,manager.frontier_then=random"
 done
+# Round 6 (2026-12-07, commit b7c6d1e): frontier-explore with a state decoder on the world
+# model (decoder_coef=1), so the latent keeps the position; frontier-explore is its control.
+# Tasks 1, 3 and 4, 5 seeds; then flat and frontier-explore seeds 4-5 on task 3, which
+# rounds 5 and maze-repeat ran with 3 seeds. One process per core (taskset -c 0 / 1).
+for task in 4 3 1; do
+  for seed in 1 2 3 4 5; do
+    python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds $seed \
+      --tasks ogbench-pointmaze-medium-singletask-task$task-v0 \
+      --agents "frontier-decoder=$FC,manager.frontier_then=random,decoder_coef=1"
+  done
+done
+python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds 4 5 \
+  --tasks ogbench-pointmaze-medium-singletask-task3-v0 \
+  --agents flat "frontier-explore=$FC,manager.frontier_then=random"

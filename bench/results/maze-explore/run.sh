@@ -129,3 +129,6 @@ done
 python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds 4 5 \
   --tasks ogbench-pointmaze-medium-singletask-task3-v0 \
   --agents flat "frontier-explore=$FC,manager.frontier_then=random"
+# Then flat with the decoder alone on task 4 (2 seeds, the session's budget).
+python bench/learning.py run --out bench/results/maze-explore "${COMMON[@]}" --seeds 1 2 \
+  --tasks ogbench-pointmaze-medium-singletask-task4-v0 --agents "flat-decoder=decoder_coef=1"

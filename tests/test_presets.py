@@ -42,6 +42,7 @@ ADDED_SINCE = {
     "manager.frontier_path": 0,  # acts only with manager.frontier > 0
     "manager.frontier_space": "latent",  # acts only with manager.frontier > 0
     "manager.frontier_then": "manager",  # acts only with manager.frontier_path > 0
+    "decoder_coef": 0.0,
 }
 
 

@@ -64,7 +64,8 @@ def report_rows(out: Path) -> dict[str, dict]:
     png = out / "l.png"
     rep = bench("report", "--out", out, "--png", png, timeout=300)
     assert rep.returncode == 0, rep.stderr
-    lines = [line for line in rep.stdout.splitlines() if line.startswith("|")]
+    first_table = rep.stdout.split("\n\n")[0]  # then the per-run success table
+    lines = [line for line in first_table.splitlines() if line.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = {}
     for line in lines[2:]:
@@ -133,6 +134,30 @@ def test_area_is_the_mean_under_the_trapezoids():
     assert math.isnan(report.area([], []))
 
 
+def test_report_tabulates_each_runs_success_over_its_last_evaluations(tmp_path):
+    """The success table averages a run's last three evaluations, up to `--steps`, and
+    `compare` reads it."""
+    successes = {"1": [0, 0, 1, 0, 1, 1], "2": [0] * 6}
+    for seed, values in successes.items():
+        run_dir = tmp_path / "maze" / "far" / f"seed{seed}"
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yaml").write_text("steps: 10\ntrainer: online\n")
+        rows = [f"{2 * i},{-1000 * (1 - v)},{v}" for i, v in enumerate(values)]
+        header = "step,episode_reward,episode_success"
+        (run_dir / "eval.csv").write_text("\n".join([header, *rows]) + "\n")
+    (tmp_path / "maze" / "random.json").write_text('{"return": -1000, "episodes": 30}')
+    seed1 = tmp_path / "maze" / "far" / "seed1"
+    assert report.last_success(seed1, 10) == pytest.approx(2 / 3)
+    assert report.last_success(seed1, 6) == pytest.approx(1 / 3)  # evaluations 2, 4, 6
+    assert math.isnan(report.last_success(seed1, -1))
+    table = report.report([tmp_path], None, None)
+    assert "| maze | far | 1 | 0.67 | 10 |" in table and "| maze | far | 2 | 0.00 | 10 |" in table
+    (tmp_path / "report.md").write_text(table)
+    column = f"success, last {report.LAST_EVALUATIONS} evaluations"
+    figures = compare.read_tables([tmp_path / "report.md"], column)
+    assert figures == {("maze", "far"): {1: 0.67, 2: 0.0}}  # as printed
+
+
 def test_report_lists_unfinished_runs_apart(grid, tmp_path):
     """A run stopped short of its budget is named under the table, never averaged in."""
     out, _ = grid
@@ -196,15 +221,17 @@ def test_a_grid_stopped_by_sigterm_resumes_where_it_stopped(tmp_path):
     assert "resuming from" in (run_dir / "train.log").read_text()
 
 
-def test_final_evaluates_every_runs_last_checkpoint_again(grid):
-    """`final` evaluates each run's last checkpoint, as trained, and tabulates it by seed."""
+def test_final_evaluates_every_runs_last_checkpoint_again(grid, tmp_path):
+    """`final` evaluates each run's last checkpoint, as trained, and tabulates it by seed,
+    then per run for `compare`."""
     out, _ = grid
     missing = bench("final", "--out", out, "--agents", "director-x")
     assert missing.returncode != 0
     assert "error: no finished run of director-x with a checkpoint under" in missing.stderr
     result = bench("final", "--out", out, "--eval-episodes", "1", "--jobs", "2", timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines()[2:]]
+    table = result.stdout.split("\n\n")[0]  # then the per-run table
+    rows = [line.split("|")[1:-1] for line in table.splitlines()[2:]]
     assert [r[1].strip() for r in rows] == ["flat"]
     for row in rows:
         evaluated = common.read_rows(
@@ -214,6 +241,9 @@ def test_final_evaluates_every_runs_last_checkpoint_again(grid):
         assert row[5].strip() == f"1:{float(evaluated[-1]['episode_reward']):.0f}"
         assert row[7].strip() == f"{float(evaluated[-1]['episode_success']):.2f} ± 0.00"
     assert rows[0][6].strip() == "1.00"  # flat against itself
+    (tmp_path / "final.md").write_text(result.stdout)  # compare reads the per-run table
+    success = compare.read_tables([tmp_path / "final.md"], "success")
+    assert success == {("walker-walk", "flat"): {1: float(evaluated[-1]["episode_success"])}}
     flat_csv = out / "walker-walk" / "flat" / "seed1" / "eval" / "eval.csv"
     evaluations = len(common.read_rows(flat_csv))
     again = bench("final", "--out", out, "--eval-episodes", "1", "--agents", "flat", timeout=120)

@@ -54,8 +54,8 @@ def final(
     """Every finished run's last checkpoint (of `tasks` and `agents`, if given) evaluated
     again over `episodes` episodes, with `overrides` (e.g. worker.eval_goals=false) on top
     of how it was trained: a Markdown table per task and agent, with each seed's return,
-    the ratio to flat and the success rate (the share of episodes that ended in success).
-    Evaluations append to each run's eval/eval.csv."""
+    the ratio to flat and the success rate (the share of episodes that ended in success),
+    then a row per run. Evaluations append to each run's eval/eval.csv."""
     runs = checkpointed_runs(outs, tasks, agents)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(lambda run: final_return(*run, episodes, overrides), runs))
@@ -81,4 +81,13 @@ def final(
             f"{spread(returns)} | {' '.join(f'{s}:{r:.0f}' for s, _, r, _ in records)} | "
             f"{fmt(ratio)} | {spread([c for *_, c in records], 2)} |"
         )
+    per_run = [
+        f"| {task} | {agent} | {seed} | {step:,} | {reward:.0f} | {fmt(success)} |"
+        for (task, agent), records in sorted(table.items())
+        for seed, step, reward, success in records
+        if math.isfinite(success)
+    ]
+    if per_run:  # the table `compare --column success` reads
+        lines += ["", "| task | agent | seed | checkpoint step | return | success |"]
+        lines += ["|---|---|---|---|---|---|", *per_run]
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """`report`: per task and agent, the final evaluation return over seeds, the area under
 the curve, the ratio to flat and to random actions, and the hierarchy's health, from
-the run folders' CSVs; the curves in a PNG."""
+the run folders' CSVs; the curves in a PNG. Then success per run (0 on tasks without
+one), the table `compare --column` reads."""
 
 from __future__ import annotations
 
@@ -15,12 +16,22 @@ from omegaconf import DictConfig, OmegaConf
 from bench.learn.common import claim, fmt, read_rows, spread, vs_flat
 from tdmpc2.common.curves import reference_curve
 
+LAST_EVALUATIONS = 3  # the per-run success table averages this many evaluations
+
 
 def eval_curve(run_dir: Path, until: float = math.inf) -> tuple[list[int], list[float]]:
     """The evaluations up to step `until`: (steps, returns)."""
     rows = [r for r in read_rows(run_dir / "eval.csv") if r.get("episode_reward")]
     rows = [r for r in rows if float(r["step"]) <= until]
     return [int(float(r["step"])) for r in rows], [float(r["episode_reward"]) for r in rows]
+
+
+def last_success(run_dir: Path, until: float, last: int = LAST_EVALUATIONS) -> float:
+    """Mean success of the last `last` evaluations up to step `until`: one lucky (or
+    flipped) greedy evaluation moves it by a third, not by all (nan without success)."""
+    rows = [r for r in read_rows(run_dir / "eval.csv") if r.get("episode_success")]
+    values = [float(r["episode_success"]) for r in rows if float(r["step"]) <= until]
+    return statistics.fmean(values[-last:]) if values else math.nan
 
 
 def area(steps: list[int], returns: list[float]) -> float:
@@ -78,6 +89,7 @@ def collect(
                 "steps": steps,
                 "returns": returns,
                 "final": returns[-1],
+                "success": last_success(run_dir, budget),
                 "area": area(steps, returns),
                 "train": train_metric(run_dir, "episode_reward", until=budget),
                 "entropy": train_metric(run_dir, "manager/entropy", until=budget)
@@ -144,11 +156,27 @@ def report(
             f"{fmt(statistics.fmean(r['reach'] for r in records))} | "
             f"{fmt(statistics.fmean(r['similarity'] for r in records))} |"
         )
+    lines += success_table(table)
     if unfinished:
         lines += ["", "Unfinished runs (not in the table):", *(f"- {u}" for u in unfinished)]
     if png is not None:
         plot_grid(table, randoms, reference, png)
     return "\n".join(lines)
+
+
+def success_table(table: dict[tuple[str, str], list[dict]]) -> list[str]:
+    """Per run, the success of its last evaluations (no table when no run logs it)."""
+    rows = [
+        f"| {task} | {agent} | {r['seed']} | {fmt(r['success'])} | {r['steps'][-1]:,} |"
+        for (task, agent), records in sorted(table.items())
+        for r in records
+        if math.isfinite(r["success"])
+    ]
+    if not rows:
+        return []
+    column = f"success, last {LAST_EVALUATIONS} evaluations"
+    header = f"| task | agent | seed | {column} | last step |"
+    return ["", header, "|---|---|---|---|---|", *rows]
 
 
 def plot_grid(

@@ -183,7 +183,14 @@ def test_director_run_logs_every_metric_and_checkpoint_reloads(tmp_path):
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     keys = {"goal_vae", "goal_vae_optim", "manager", "manager_optim", "agent"}
     assert keys | {"goal_worker", "goal_worker_optim", "director"} <= set(ckpt)
-    assert set(ckpt["director"]) == {"goal", "frontier", "start_similarity", "stats", "updates"}
+    assert set(ckpt["director"]) == {
+        "goal",
+        "frontier",
+        "start_similarity",
+        "stats",
+        "task_episode",
+        "updates",
+    }
 
     # A fresh trainer loads every network, optimiser and return scale back exactly.
     fresh = build(compose_cfg([*overrides[:-1], f"work_dir={tmp_path / 'b'}"]), overrides)
@@ -344,6 +351,34 @@ def test_eval_goals_decides_whether_evaluation_plans_towards_the_goal(tmp_path, 
     assert [t.name for t in terms[1]] == (["goal"] if eval_goals else [])
     assert all(t.task_weight == 1.0 for t in terms[1])  # evaluation plans for the task
     assert len(trainer.hierarchy._eval_stats["codes"]) == 1
+
+
+def test_task_share_plans_that_share_of_training_episodes_as_evaluation(tmp_path):
+    """With worker.task_share=1 a training episode plans as evaluation does (the task value
+    at weight 1, the goal, no novelty) though task_coef=0, and says so in its checkpoint;
+    an episode led to the frontier is not one of them."""
+    extra = ["worker.task_share=1", "worker.task_coef=0", "worker.novelty_coef=1"]
+    trainer = filled_director(tmp_path, extra)
+    trainer._step = int(trainer.cfg.seed_steps)  # past seeding: the planner acts
+    terms = []
+    trainer.agent.act = lambda obs, **kwargs: terms.append(kwargs["terms"]) or torch.zeros(1)
+    obs = torch.zeros(trainer.cfg.obs_shape["state"][0])
+    trainer.act(obs, 0, eval_mode=False)
+    trainer.act(obs, 1, eval_mode=False)  # held for the whole episode
+    for step in terms:
+        assert [t.name for t in step] == ["goal"] and step[0].task_weight == 1.0
+    assert trainer.state_dict()["director"]["task_episode"] is True
+    resumed = filled_director(tmp_path / "resumed", extra)
+    resumed.load_state_dict(trainer.state_dict())
+    assert resumed.hierarchy._task_episode
+
+    trainer.cfg.worker.task_share = 0.0
+    trainer.act(obs, 0, eval_mode=False)  # a new episode draws again
+    assert [t.name for t in terms[-1]] == ["goal", "novelty"]
+    assert terms[-1][0].task_weight == 0.0
+    trainer.cfg.worker.task_share, trainer.cfg.manager.frontier = 1.0, 1.0
+    trainer.hierarchy._choose_goal(obs, 0, eval_mode=False, replay=trainer.buffer)
+    assert trainer.hierarchy._frontier is not None and not trainer.hierarchy._task_episode
 
 
 def test_rarity_is_large_where_latents_are_sparse():
@@ -565,6 +600,7 @@ def test_frontier_then_random_explores_past_the_paths_end_until_the_episode_ends
         ("worker.task_coef=-1", "worker.task_coef must be >= 0, got -1"),
         ("worker.goal_temperature=-1", "worker.goal_temperature must be >= 0, got -1"),
         ("manager.frontier=1.5", "manager.frontier must be in [0, 1], got 1.5"),
+        ("worker.task_share=-0.5", "worker.task_share must be in [0, 1], got -0.5"),
         ("manager.frontier_hold=0", "manager.frontier_hold must be >= 1, got 0"),
         ("manager.frontier_reach=-1", "manager.frontier_reach must be in [0, 1024], got -1"),
         ("manager.frontier_path=-1", "manager.frontier_path must be >= 0, got -1"),

@@ -43,6 +43,7 @@ ADDED_SINCE = {
     "manager.frontier_space": "latent",  # acts only with manager.frontier > 0
     "manager.frontier_then": "manager",  # acts only with manager.frontier_path > 0
     "decoder_coef": 0.0,
+    "worker.task_share": 0.0,
 }
 
 

@@ -50,8 +50,9 @@ def check_director_cfg(cfg: DictConfig) -> None:
     ):
         if float(value) < 0:
             raise ConfigError(f"{key} must be >= 0, got {value}")
-    if not 0 <= float(m.frontier) <= 1:
-        raise ConfigError(f"manager.frontier must be in [0, 1], got {m.frontier}")
+    for key, value in (("manager.frontier", m.frontier), ("worker.task_share", w.task_share)):
+        if not 0 <= float(value) <= 1:
+            raise ConfigError(f"{key} must be in [0, 1], got {value}")
     if int(m.frontier_hold) < 1:
         raise ConfigError(f"manager.frontier_hold must be >= 1, got {m.frontier_hold}")
     if not 0 <= int(m.frontier_reach) <= FRONTIER_CANDIDATES:
@@ -215,6 +216,7 @@ class Hierarchy:
         self._path_at = 0  # the path's state nearest the agent
         self._path_stalled = 0  # steps since the agent last moved along the path
         self._exploring = False  # manager.frontier_then=random: past the path's end
+        self._task_episode = False  # worker.task_share: this training episode plans as evaluation
         self._start_similarity: torch.Tensor | None = None  # of the running interval
         self._updates = 0  # counts towards manager.update_every across resumes
         self._stats = empty_stats()  # of the running training episode
@@ -253,12 +255,14 @@ class Hierarchy:
         the Manager's exploration bonus (the Goal-VAE's reconstruction error).
 
         While training the task value weighs `worker.task_coef` (Director's worker: 0,
-        goals alone); evaluation plans for the task, towards the goal only with
+        goals alone); evaluation, and the `worker.task_share` of training episodes that
+        plan as it does, plans for the task, towards the goal only with
         `worker.eval_goals`. The Manager still picks codes in evaluation without goals, so
         its goal reach there says where it would have led the planner. Built each step
         from the config, so evaluate.py's control keys take effect on a loaded run.
         """
         w, agent = self.cfg.worker, self.agent
+        eval_mode = eval_mode or self._task_episode
         if eval_mode and not w.eval_goals:
             return []
         shared = {"scale": agent.scale, "mode": w.goal_scale}
@@ -323,8 +327,10 @@ class Hierarchy:
                 self._frontier = self._path = self._path_points = None
             elif int(self.cfg.manager.frontier_reach) > 0:
                 self._frontier = self._frontier_goal(replay, near=z)
+        if t == 0 and training:
+            self._task_episode = False
         share = float(self.cfg.manager.frontier)
-        # The draw only happens with frontier goals on, so runs without them keep their RNG.
+        # The draws only happen with their shares on, so runs without them keep their RNG.
         if t == 0 and training and share > 0 and torch.rand(()) < share:
             if replay is None:
                 raise ValueError("manager.frontier draws goals from the replay: pass `replay`")
@@ -336,6 +342,9 @@ class Hierarchy:
                 near = z if int(self.cfg.manager.frontier_reach) > 0 else None
                 self._frontier = self._frontier_goal(replay, near)
             self._frontier_left = int(self.cfg.manager.frontier_hold)
+        task_share = float(self.cfg.worker.task_share)
+        if t == 0 and training and self._frontier is None and task_share > 0:
+            self._task_episode = bool(torch.rand(()) < task_share)
         with torch.no_grad():
             if self._frontier is not None:
                 self._goal = self._frontier
@@ -533,7 +542,7 @@ class Hierarchy:
     def state_dict(self) -> dict:
         """The checkpoint's entries of the hierarchy: its networks and optimisers, and under
         `director` the running goal, the interval's start, the update count and the
-        training episode's goal stats."""
+        training episode's goal stats and whether it plans as evaluation."""
         return {
             "goal_vae": self.goal_vae.state_dict(),
             "goal_vae_optim": self.goal_vae.optim_state_dict(),
@@ -553,6 +562,7 @@ class Hierarchy:
                     "exploring": self._exploring,
                 },
                 "start_similarity": self._start_similarity,
+                "task_episode": self._task_episode,
                 "updates": self._updates,
                 "stats": {k: list(v) for k, v in self._stats.items()},
             },
@@ -588,5 +598,6 @@ class Hierarchy:
             self._path = self._path_points = None
             self._path_at = self._path_stalled = 0
             self._exploring = False
+        self._task_episode = bool(director.get("task_episode", False))  # absent before task_share
         self._updates = int(director["updates"])
         self._stats = {**empty_stats(), **{k: list(v) for k, v in director["stats"].items()}}

@@ -22,3 +22,9 @@ python bench/learning.py run --out $D "${COMMON[@]}" --seeds 1 2 3 4 5 \
 # report.md, and `report --steps 24000` reads them again from eval.csv).
 python bench/learning.py run --out $D "${COMMON[@]/24000/32000}" --seeds 1 2 3 4 5 \
   --agents "frontier-decoder=$C,manager.frontier_then=random,decoder_coef=1" flat
+
+# One seed of frontier-decoder with worker.task_share=0.5 (half the episodes not led to
+# the frontier planned as evaluation plans), trained from scratch to 32,000 steps, then
+# evaluated as the others (final --agents frontier-task > final-32k-frontier-task.md).
+python bench/learning.py run --out $D "${COMMON[@]/24000/32000}" --seeds 5 \
+  --agents "frontier-task=$C,manager.frontier_then=random,decoder_coef=1,worker.task_share=0.5"
